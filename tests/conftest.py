@@ -1,0 +1,184 @@
+"""Fixtures: a real Jupyter server process with the extension, real kernels, Y clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .yclient import YClient
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """A running ``jupyter server`` with ydoc_outputs, on 127.0.0.1."""
+
+    def __init__(self, root: Path, home: Path, args: list[str]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home / "server.log"
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        cmd = [
+            sys.executable, "-m", "jupyter_server",
+            "--no-browser", "--allow-root",
+            f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={root}",
+            f"--IdentityProvider.token={TOKEN}",
+            *args,
+        ]  # fmt: skip
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log()}")
+            try:
+                req = urllib.request.Request(
+                    f"{self.url}/api/status", headers={"Authorization": f"token {TOKEN}"}
+                )
+                with urllib.request.urlopen(req, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+    def http(self, token: str | None = TOKEN) -> httpx.AsyncClient:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    def ws_url(self, room: str, session_id: str | None, token: str | None = TOKEN) -> str:
+        query = []
+        if session_id is not None:
+            query.append(f"sessionId={session_id}")
+        if token is not None:
+            query.append(f"token={token}")
+        return f"ws://127.0.0.1:{self.port}/api/collaboration/room/{room}?{'&'.join(query)}"
+
+
+def write_notebook(root: Path, name: str, sources: list[str]) -> tuple[str, list[str]]:
+    """Write a notebook of code cells; return its path and its cell ids."""
+    ids = [f"cell-{i}-{uuid.uuid4().hex[:8]}" for i in range(len(sources))]
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": cid, "metadata": {},
+             "outputs": [], "source": src}
+            for cid, src in zip(ids, sources, strict=True)
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    (root / name).write_text(json.dumps(nb))
+    return name, ids
+
+
+class Session:
+    """Test helper around one server: sessions, kernels, executions and clients."""
+
+    def __init__(self, server: Server, http: httpx.AsyncClient) -> None:
+        self.server = server
+        self.http = http
+        self.kernels: list[str] = []
+
+    async def open(self, path: str) -> dict[str, Any]:
+        r = await self.http.put(
+            f"/api/collaboration/session/{path}", json={"format": "json", "type": "notebook"}
+        )
+        assert r.status_code in (200, 201), r.text
+        body: dict[str, Any] = r.json()
+        body["room"] = f"json:notebook:{body['fileId']}"
+        return body
+
+    async def client(self, path: str) -> YClient:
+        session = await self.open(path)
+        client = YClient(self.server.ws_url(session["room"], session["sessionId"]))
+        await client.connect()
+        return client
+
+    async def start_kernel(self) -> str:
+        r = await self.http.post("/api/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kernel_id: str = r.json()["id"]
+        self.kernels.append(kernel_id)
+        return kernel_id
+
+    async def execute(self, kernel_id: str, room: str, cell_id: str) -> httpx.Response:
+        return await self.http.post(
+            f"/api/kernels/{kernel_id}/execute", json={"cell_id": cell_id, "document_id": room}
+        )
+
+    async def export(self, path: str) -> str:
+        r = await self.http.get(f"/api/ydoc-outputs/export/{path}")
+        assert r.status_code == 200, r.text
+        return r.text
+
+    async def close(self) -> None:
+        for kernel_id in self.kernels:
+            await self.http.delete(f"/api/kernels/{kernel_id}")
+        await self.http.aclose()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("notebooks")
+    home = tmp_path_factory.mktemp("jupyter-home")
+    srv = Server(
+        root,
+        home,
+        [
+            "--YdocOutputsApp.room_cleanup_delay=1.0",
+            "--YdocOutputsApp.autosave_delay=0.2",
+        ],
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def session(server: Server) -> AsyncIterator[Session]:
+    s = Session(server, server.http())
+    yield s
+    await s.close()
+    assert server.proc.poll() is None, "the server died"

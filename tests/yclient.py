@@ -1,0 +1,131 @@
+"""A minimal y-websocket client for tests: syncs a YNotebook with a room over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from jupyter_ydoc import YNotebook
+from pycrdt import (
+    YMessageType,
+    YSyncMessageType,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
+
+
+class YClient:
+    """One websocket client of a notebook room, holding its own copy of the document."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.notebook = YNotebook()
+        self.synced = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.raw: list[bytes] = []
+        self._changed = asyncio.Condition()
+        self._ws: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    async def __aenter__(self) -> YClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    async def connect(self, *, wait_synced: bool = True) -> None:
+        self._ws = await websockets.connect(self.url, max_size=None)
+        self._task = asyncio.create_task(self._receive())
+        self._sub = self.notebook.ydoc.observe(self._send_local_update)
+        await self._ws.send(create_sync_message(self.notebook.ydoc))
+        if wait_synced:
+            done, _ = await asyncio.wait(
+                [asyncio.ensure_future(self.synced.wait()), asyncio.ensure_future(self.closed.wait())],
+                timeout=30,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert self.synced.is_set(), f"not synced (closed: {self.close_code} {self.close_reason})"
+
+    def _send_local_update(self, event: Any) -> None:
+        if self._applying or self._ws is None:
+            return
+        asyncio.ensure_future(self._safe_send(create_update_message(event.update)))
+
+    _applying = False
+
+    async def _safe_send(self, message: bytes) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._ws.send(message)
+
+    async def _receive(self) -> None:
+        try:
+            async for message in self._ws:
+                if isinstance(message, str) or not message:
+                    continue
+                if message[0] == YMessageType.SYNC:
+                    self._applying = True
+                    try:
+                        reply = handle_sync_message(message[1:], self.notebook.ydoc)
+                    finally:
+                        self._applying = False
+                    if reply is not None:
+                        await self._safe_send(reply)
+                    if message[1] == YSyncMessageType.SYNC_STEP2:
+                        self.synced.set()
+                elif message[0] == 2:
+                    self.raw.append(message)
+                async with self._changed:
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if self._ws.close_code is not None:
+                self.close_code = self._ws.close_code
+                self.close_reason = self._ws.close_reason
+            self.closed.set()
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
+        """Wait until ``predicate()`` holds for this client's copy of the document."""
+
+        async def check() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate() or self.closed.is_set())
+
+        await asyncio.wait_for(check(), timeout)
+        assert predicate(), f"connection closed: {self.close_code} {self.close_reason}"
+
+    async def disconnect(self) -> None:
+        if self._sub is not None:
+            self.notebook.ydoc.unobserve(self._sub)
+            self._sub = None
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- reading the document ------------------------------------------------------------
+
+    def cell(self, cell_id: str) -> dict[str, Any]:
+        for ycell in self.notebook.ycells:
+            if ycell.get("id") == cell_id:
+                value: dict[str, Any] = ycell.to_py()
+                return value
+        raise KeyError(cell_id)
+
+    def outputs(self, cell_id: str) -> list[dict[str, Any]]:
+        outputs: list[dict[str, Any]] = self.cell(cell_id).get("outputs", [])
+        return outputs
+
+    def state(self, cell_id: str) -> str | None:
+        return self.cell(cell_id).get("execution_state")

@@ -1,0 +1,89 @@
+"""The Jupyter Server extension: configuration, wiring and page config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Int
+
+from .handlers.execute import ExecuteHandler
+from .handlers.export import ExportHandler
+from .kernels.service import ExecutionService
+from .outputs.reducer import OutputLimits
+from .rooms.handlers import RoomWebsocketHandler, SessionHandler
+from .rooms.manager import RoomManager
+
+__all__ = ["YdocOutputsApp"]
+
+_kernel_id = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+
+
+class YdocOutputsApp(ExtensionApp):
+    """Server-side notebook outputs in a shared Y document."""
+
+    name = "ydoc_outputs"
+
+    room_cleanup_delay = Float(
+        60.0,
+        config=True,
+        help="Seconds a room stays open after its last client left and its kernel "
+        "finished its last cell of it; then it is saved and closed.",
+    )
+    autosave_delay = Float(
+        1.0,
+        config=True,
+        help="Seconds between a change of a document and its save to disk.",
+    )
+    run_order_window = Float(
+        0.05,
+        config=True,
+        help="Execution requests of one document arriving within this many seconds of "
+        "each other run in the order of their cells (Run All sends them all at once).",
+    )
+    stream_segment_chars = Int(
+        65536,
+        config=True,
+        help="A stream output longer than this continues in a new stream output at the "
+        "next line, so that appending stays cheap however much a cell prints.",
+    )
+    max_body_bytes = Int(
+        64 * 1024,
+        config=True,
+        help="Largest request body accepted by the execute endpoint.",
+    )
+
+    room_manager: RoomManager
+    execution: ExecutionService
+
+    def initialize_settings(self) -> None:
+        self.room_manager = RoomManager(
+            self.serverapp.contents_manager,
+            lambda: self.settings["file_id_manager"],
+            cleanup_delay=self.room_cleanup_delay,
+            autosave_delay=self.autosave_delay,
+            limits=OutputLimits(stream_segment_chars=self.stream_segment_chars),
+        )
+        self.execution = ExecutionService(
+            self.serverapp.kernel_manager, self.room_manager, self.run_order_window
+        )
+        self.settings["ydoc_outputs"] = self
+        # Make stock JupyterLab (jupyter-docprovider) run cells through our endpoint.
+        page_config: dict[str, Any] = self.serverapp.web_app.settings.setdefault(
+            "page_config_data", {}
+        )
+        page_config["serverSideExecution"] = "true"
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(
+            [
+                (r"/api/collaboration/session/(.*)", SessionHandler),
+                (r"/api/collaboration/room/(.*)", RoomWebsocketHandler),
+                (rf"/api/kernels/{_kernel_id}/execute", ExecuteHandler),
+                (r"/api/ydoc-outputs/export/(.*)", ExportHandler),
+            ]
+        )
+
+    async def stop_extension(self) -> None:
+        await self.execution.stop()
+        await self.room_manager.stop()

@@ -1,0 +1,1 @@
+"""handlers layer of ydoc_outputs (see the modules)."""

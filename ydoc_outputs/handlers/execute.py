@@ -1,0 +1,73 @@
+"""``POST api/kernels/{kernel_id}/execute``: run a cell of a shared document on the server.
+
+The body is ``{"cell_id": ..., "document_id": "json:notebook:{file_id}"}``, as sent by
+jupyter-docprovider's server-side executor. The answer (202) comes at once; the
+execution goes on if the request is dropped, and its output goes into the document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..rooms.manager import RoomError, RoomManager
+from .base import ExtensionAPIHandler
+
+__all__ = ["ExecuteHandler"]
+
+
+class ExecuteHandler(ExtensionAPIHandler):
+    auth_resource = "kernels"
+
+    def _body(self) -> dict[str, Any]:
+        limit = self.extension.max_body_bytes
+        if len(self.request.body) > limit:
+            raise web.HTTPError(413, f"body larger than {limit} bytes")
+        try:
+            body = json.loads(self.request.body or b"")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise web.HTTPError(400, f"body is not JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "body must be a JSON object")
+        for key in ("cell_id", "document_id"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise web.HTTPError(400, f"{key!r} must be a non-empty string")
+        return body
+
+    @web.authenticated
+    @authorized("execute")
+    async def post(self, kernel_id: str) -> None:
+        body = self._body()
+        cell_id: str = body["cell_id"]
+        document_id: str = body["document_id"]
+        kernels = self.kernel_manager
+        if kernel_id not in kernels:
+            raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
+        if not await ensure_async(kernels.get_kernel(kernel_id).is_alive()):
+            raise web.HTTPError(409, f"kernel {kernel_id!r} is dead: restart it first")
+        rooms: RoomManager = self.extension.room_manager
+        try:
+            rooms.file_id_of(document_id)
+            room = await rooms.get_room(document_id)
+        except RoomError as e:
+            raise web.HTTPError(e.status, e.message) from e
+        for position, ycell in enumerate(room.ynotebook.ycells):
+            if ycell.get("id") == cell_id:
+                break
+        else:
+            rooms.maybe_clean_up(room)
+            raise web.HTTPError(404, f"no cell {cell_id!r} in {document_id!r}")
+        if ycell.get("cell_type") != "code":
+            rooms.maybe_clean_up(room)
+            raise web.HTTPError(400, f"cell {cell_id!r} is not a code cell")
+        code = str(ycell["source"])
+        await self.extension.execution.submit(kernel_id, room, cell_id, code, position)
+        self.set_status(202)
+        self.finish(
+            {"kernel_id": kernel_id, "document_id": document_id, "cell_id": cell_id,
+             "status": "queued"}
+        )

@@ -1,0 +1,1 @@
+"""kernels layer of ydoc_outputs (see the modules)."""

@@ -1,0 +1,108 @@
+"""Output operations: what the pure reducer asks the Y writer to do to a notebook.
+
+The reducer (``reducer.py``) turns kernel messages into these values; the writer
+(``ydoc_outputs.ydoc``) applies a list of them to a YNotebook in one transaction.
+They hold plain Python data only, so this module imports nothing from the I/O layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, TypedDict
+
+__all__ = [
+    "AppendOutput",
+    "ClearOutputs",
+    "EditStream",
+    "ExecutionState",
+    "KernelMessage",
+    "MessageHeader",
+    "Op",
+    "OutputDict",
+    "ReplaceOutput",
+    "SetExecutionCount",
+    "SetExecutionState",
+]
+
+ExecutionState: TypeAlias = Literal["running", "idle"]
+
+#: An nbformat 4 output, as a JSON-able dict (``output_type`` plus its fields).
+#: A stream output's ``text`` is a ``str`` here; the writer makes it a ``pycrdt.Text``.
+OutputDict: TypeAlias = dict[str, Any]
+
+
+class MessageHeader(TypedDict, total=False):
+    msg_id: str
+    msg_type: str
+    session: str
+    username: str
+    date: Any
+    version: str
+
+
+class KernelMessage(TypedDict, total=False):
+    """A deserialized Jupyter message, as jupyter_client hands it over."""
+
+    header: MessageHeader
+    parent_header: MessageHeader
+    msg_id: str
+    msg_type: str
+    metadata: dict[str, Any]
+    content: dict[str, Any]
+    buffers: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SetExecutionCount:
+    cell_id: str
+    count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetExecutionState:
+    cell_id: str
+    state: ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class ClearOutputs:
+    cell_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutput:
+    """Append one output at the end of the cell's outputs."""
+
+    cell_id: str
+    output: OutputDict
+
+
+@dataclass(frozen=True, slots=True)
+class EditStream:
+    """Edit the tail of the stream output at ``index``: delete the last ``delete``
+    characters of its text, then append ``insert``.
+
+    The writer checks that the output at ``index`` is the cell's last output and a
+    stream named ``name`` holding at least ``delete`` characters; otherwise it
+    appends a new stream output holding ``insert``.
+    """
+
+    cell_id: str
+    index: int
+    name: str
+    delete: int
+    insert: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOutput:
+    """Replace the output at ``index`` (an update_display_data target)."""
+
+    cell_id: str
+    index: int
+    output: OutputDict
+
+
+Op: TypeAlias = (
+    SetExecutionCount | SetExecutionState | ClearOutputs | AppendOutput | EditStream | ReplaceOutput
+)

@@ -1,0 +1,1 @@
+"""rooms layer of ydoc_outputs (see the modules)."""

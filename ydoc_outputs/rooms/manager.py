@@ -1,0 +1,162 @@
+"""Open, share and close notebook rooms.
+
+A room lives while a client is connected to it or while its kernel has queued or
+running cells of it; only then, after ``cleanup_delay`` seconds, is it saved and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_ydoc import YNotebook
+from tornado.web import HTTPError
+
+from ..outputs.reducer import OutputLimits
+from ..store.notebook import notebook_dict, notebook_json
+from .room import NotebookRoom
+
+__all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
+
+ROOM_PREFIX = "json:notebook:"
+
+log = logging.getLogger(__name__)
+
+
+class RoomError(Exception):
+    """A room cannot be opened; ``status`` is the HTTP-like status to report."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RoomManager:
+    """Owns every open notebook room of this server process."""
+
+    def __init__(
+        self,
+        contents_manager: Any,
+        file_id_manager: Callable[[], Any],
+        *,
+        cleanup_delay: float,
+        autosave_delay: float,
+        limits: OutputLimits,
+    ) -> None:
+        self._contents = contents_manager
+        self._file_ids = file_id_manager
+        self.cleanup_delay = cleanup_delay
+        self.autosave_delay = autosave_delay
+        self.limits = limits
+        #: One id per server process; a client that holds another one must reload.
+        self.session_id = str(uuid.uuid4())
+        self.rooms: dict[str, NotebookRoom] = {}
+        self._opening: dict[str, asyncio.Future[NotebookRoom]] = {}
+        self._cleanups: dict[str, asyncio.TimerHandle] = {}
+
+    @staticmethod
+    def file_id_of(name: str) -> str:
+        """The file id in a room name ``json:notebook:{file_id}``; RoomError(400) if malformed."""
+        if not name.startswith(ROOM_PREFIX) or len(name) == len(ROOM_PREFIX):
+            raise RoomError(400, f"not a notebook room name: {name!r}")
+        return name[len(ROOM_PREFIX) :]
+
+    def path_of(self, file_id: str) -> str | None:
+        path: str | None = self._file_ids().get_path(file_id)
+        return path
+
+    def room(self, name: str) -> NotebookRoom | None:
+        """The open room of that name, if any."""
+        return self.rooms.get(name)
+
+    async def get_room(self, name: str) -> NotebookRoom:
+        """Return the open room ``name``, opening it from disk if needed."""
+        room = self.rooms.get(name)
+        if room is not None:
+            self._cancel_cleanup(name)
+            return room
+        opening = self._opening.get(name)
+        if opening is None:
+            opening = asyncio.ensure_future(self._open(name))
+            self._opening[name] = opening
+            opening.add_done_callback(lambda _f: self._opening.pop(name, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, name: str) -> NotebookRoom:
+        file_id = self.file_id_of(name)
+        path = self.path_of(file_id)
+        if path is None:
+            raise RoomError(404, f"no file with id {file_id!r}")
+        try:
+            model = await ensure_async(self._contents.get(path, content=True, type="notebook"))
+        except HTTPError as e:
+            status = 404 if e.status_code == 404 else 400
+            raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e
+        room = NotebookRoom(
+            name,
+            file_id,
+            lambda ynb: self._save(file_id, ynb),
+            autosave_delay=self.autosave_delay,
+            limits=self.limits,
+        )
+        await room.start(model["content"])
+        room.ynotebook.path = path
+        # What is on disk now, so that merely opening a notebook never rewrites it.
+        room.autosaver.start(notebook_json(room.ynotebook))
+        self.rooms[name] = room
+        log.info("opened room %s for %s", name, path)
+        return room
+
+    async def _save(self, file_id: str, ynotebook: YNotebook) -> None:
+        path = self.path_of(file_id)
+        if path is None:
+            raise RoomError(404, f"no file with id {file_id!r}")
+        model = {"type": "notebook", "format": "json", "content": notebook_dict(ynotebook)}
+        await ensure_async(self._contents.save(model, path))
+
+    def hold(self, room: NotebookRoom) -> None:
+        """Keep ``room`` open: one of its cells is queued or running."""
+        room.busy += 1
+        self._cancel_cleanup(room.name)
+
+    def release(self, room: NotebookRoom) -> None:
+        """One of ``room``'s executions ended."""
+        room.busy = max(0, room.busy - 1)
+        self.maybe_clean_up(room)
+
+    def maybe_clean_up(self, room: NotebookRoom) -> None:
+        """Schedule closing ``room`` if nobody needs it any more."""
+        if room.clients or room.busy or room.name in self._cleanups:
+            return
+        if self.rooms.get(room.name) is not room:
+            return
+        loop = asyncio.get_running_loop()
+        self._cleanups[room.name] = loop.call_later(
+            self.cleanup_delay, lambda: asyncio.ensure_future(self._clean_up(room))
+        )
+
+    def _cancel_cleanup(self, name: str) -> None:
+        handle = self._cleanups.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _clean_up(self, room: NotebookRoom) -> None:
+        self._cleanups.pop(room.name, None)
+        if room.clients or room.busy or self.rooms.get(room.name) is not room:
+            return
+        del self.rooms[room.name]
+        log.info("closing room %s", room.name)
+        await room.stop()
+
+    async def stop(self) -> None:
+        """Save and close every room (server shutdown)."""
+        for name in list(self._cleanups):
+            self._cancel_cleanup(name)
+        rooms, self.rooms = list(self.rooms.values()), {}
+        for room in rooms:
+            await room.stop()

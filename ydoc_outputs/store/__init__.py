@@ -1,0 +1,1 @@
+"""store layer of ydoc_outputs (see the modules)."""

@@ -1,0 +1,84 @@
+"""Autosave: write a room's notebook to disk through the contents manager, with no browser.
+
+A change arms one timer; when it fires the current state is saved. Output that keeps
+streaming therefore reaches the disk every ``delay`` seconds, not only when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jupyter_ydoc import YNotebook
+
+from ..ydoc.writer import SERVER_ORIGIN
+from .notebook import notebook_json
+
+__all__ = ["Autosaver"]
+
+log = logging.getLogger(__name__)
+
+SaveFunction = Callable[[YNotebook], Awaitable[None]]
+
+
+class Autosaver:
+    """Saves one YNotebook ``delay`` seconds after it changes."""
+
+    def __init__(self, ynotebook: YNotebook, save: SaveFunction, delay: float) -> None:
+        self._ynotebook = ynotebook
+        self._save = save
+        self._delay = delay
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_saved: str | None = None
+        self._lock = asyncio.Lock()
+        self._subscription: Any = None
+
+    def start(self, saved_text: str | None = None) -> None:
+        """Watch the document. ``saved_text`` is what the disk holds now, if known."""
+        self._last_saved = saved_text
+        self._subscription = self._ynotebook.ydoc.observe(self._on_change)
+
+    def _on_change(self, _event: Any) -> None:
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(self._autosave())
+
+    async def _autosave(self) -> None:
+        try:
+            await self.save_now()
+        except Exception:
+            log.exception("autosave failed")
+
+    async def save_now(self) -> bool:
+        """Save if the notebook differs from what was last saved. Return True if written.
+
+        Raises:
+            Exception: whatever the contents manager raised; the next change retries.
+        """
+        async with self._lock:
+            text = notebook_json(self._ynotebook)
+            changed = text != self._last_saved
+            if changed:
+                await self._save(self._ynotebook)
+                self._last_saved = text
+            if self._ynotebook.dirty:
+                with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
+                    self._ynotebook.dirty = False
+            return changed
+
+    async def stop(self) -> None:
+        """Stop watching and save what is left to save (errors are logged)."""
+        if self._subscription is not None:
+            self._ynotebook.ydoc.unobserve(self._subscription)
+            self._subscription = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self._autosave()

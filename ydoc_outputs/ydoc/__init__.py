@@ -1,0 +1,1 @@
+"""ydoc layer of ydoc_outputs (see the modules)."""

@@ -1,0 +1,160 @@
+"""Apply the reducer's output operations to a YNotebook, one Y transaction per batch.
+
+This is the only place where the server writes outputs into the shared document.
+It shapes every change the way the stock JupyterLab frontend can render live:
+outputs are only appended at the end or deleted, and stream edits touch the tail
+of the last output only (see DESIGN.md, "How remote output changes are rendered").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from jupyter_ydoc import YNotebook
+from pycrdt import Array, Map, Text
+
+from ..outputs.ops import (
+    AppendOutput,
+    ClearOutputs,
+    EditStream,
+    Op,
+    OutputDict,
+    ReplaceOutput,
+    SetExecutionCount,
+    SetExecutionState,
+)
+
+__all__ = ["SERVER_ORIGIN", "OutputWriter", "find_code_cell", "youtput"]
+
+#: Origin of every transaction the server makes. The notebook's undo manager only
+#: tracks transactions without an origin, so users can never undo kernel output and
+#: the undo stack does not grow with it.
+SERVER_ORIGIN = "ydoc-outputs:server"
+
+log = logging.getLogger(__name__)
+
+
+def youtput(output: OutputDict) -> Map[Any]:
+    """Build the Y representation of one nbformat output (a stream's text is a ``Text``)."""
+    value = dict(output)
+    if value.get("output_type") == "stream":
+        text = value.get("text", "")
+        value["text"] = Text(text if isinstance(text, str) else "".join(text))
+    return Map(value)
+
+
+def find_code_cell(ynotebook: YNotebook, cell_id: str) -> Map[Any] | None:
+    """Return the code cell with this id, or None."""
+    for ycell in ynotebook.ycells:
+        if ycell.get("id") == cell_id:
+            return ycell if ycell.get("cell_type") == "code" else None
+    return None
+
+
+class OutputWriter:
+    """Writes output operations into one YNotebook."""
+
+    def __init__(self, ynotebook: YNotebook) -> None:
+        self._ynotebook = ynotebook
+
+    def apply(self, ops: Iterable[Op]) -> int:
+        """Apply ``ops`` in one transaction; return how many were applied.
+
+        Operations on a cell that no longer exists (deleted by a user) are dropped.
+        """
+        ops = list(ops)
+        if not ops:
+            return 0
+        applied = 0
+        with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
+            cells = self._index_cells({op.cell_id for op in ops})
+            for op in ops:
+                ycell = cells.get(op.cell_id)
+                if ycell is None:
+                    continue
+                self._apply_one(ycell, op)
+                applied += 1
+        if applied < len(ops):
+            log.debug("dropped %d output operations for missing cells", len(ops) - applied)
+        return applied
+
+    def _index_cells(self, wanted: set[str]) -> dict[str, Map[Any]]:
+        found: dict[str, Map[Any]] = {}
+        for ycell in self._ynotebook.ycells:
+            cell_id = ycell.get("id")
+            if cell_id in wanted and cell_id not in found and ycell.get("cell_type") == "code":
+                found[cell_id] = ycell
+                if len(found) == len(wanted):
+                    break
+        return found
+
+    @staticmethod
+    def _outputs(ycell: Map[Any]) -> Array[Any]:
+        outputs = ycell.get("outputs")
+        if not isinstance(outputs, Array):
+            outputs = Array()
+            ycell["outputs"] = outputs
+        return outputs
+
+    def _apply_one(self, ycell: Map[Any], op: Op) -> None:
+        if isinstance(op, SetExecutionState):
+            if ycell.get("execution_state") != op.state:
+                ycell["execution_state"] = op.state
+        elif isinstance(op, SetExecutionCount):
+            if ycell.get("execution_count") != op.count:
+                ycell["execution_count"] = op.count
+        elif isinstance(op, ClearOutputs):
+            outputs = self._outputs(ycell)
+            if len(outputs):
+                outputs.clear()
+        elif isinstance(op, AppendOutput):
+            self._outputs(ycell).append(youtput(op.output))
+        elif isinstance(op, EditStream):
+            self._edit_stream(self._outputs(ycell), op)
+        elif isinstance(op, ReplaceOutput):
+            self._replace(self._outputs(ycell), op)
+
+    @staticmethod
+    def _edit_stream(outputs: Array[Any], op: EditStream) -> None:
+        count = len(outputs)
+        last = outputs[count - 1] if count else None
+        text = last.get("text") if isinstance(last, Map) else None
+        if (
+            op.index == count - 1
+            and isinstance(text, Text)
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == op.name
+        ):
+            length = len(text)  # UTF-8 bytes, pycrdt's offset unit
+            if op.delete <= length:
+                if op.delete:
+                    del text[length - op.delete : length]
+                if op.insert:
+                    text += op.insert
+                return
+        # Someone changed the outputs under us (e.g. "Clear outputs" in a browser):
+        # continue the stream in a fresh output rather than corrupt another one.
+        if op.insert:
+            outputs.append(youtput({"output_type": "stream", "name": op.name, "text": op.insert}))
+
+    @staticmethod
+    def _replace(outputs: Array[Any], op: ReplaceOutput) -> None:
+        count = len(outputs)
+        if not 0 <= op.index < count:
+            return
+        # The frontend renders every inserted output at the end, so an output in the
+        # middle is replaced by deleting it and everything after it, then appending
+        # the replacement and the rest again, all in this one transaction.
+        rest = [_to_py(outputs[i]) for i in range(op.index + 1, count)]
+        del outputs[op.index : count]
+        outputs.append(youtput(op.output))
+        for output in rest:
+            outputs.append(youtput(output))
+
+
+def _to_py(output: Any) -> OutputDict:
+    value = output.to_py() if isinstance(output, Map) else dict(output)
+    return value  # type: ignore[no-any-return]
