@@ -29,6 +29,8 @@ class YClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.raw: list[bytes] = []
+        #: Called after each message from the server has been applied.
+        self.listeners: list[Callable[[], None]] = []
         self._changed = asyncio.Condition()
         self._ws: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -82,6 +84,8 @@ class YClient:
                         self.synced.set()
                 elif message[0] == 2:
                     self.raw.append(message)
+                for listener in self.listeners:
+                    listener()
                 async with self._changed:
                     self._changed.notify_all()
         except websockets.ConnectionClosed:

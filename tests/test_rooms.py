@@ -1,0 +1,177 @@
+"""Room lifetime, the session contract, authentication and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nbformat
+import pytest
+import websockets
+
+from .conftest import Server, Session, write_notebook
+from .test_execution import run_to_idle, stream_text
+from .yclient import YClient
+
+
+async def test_room_outlives_its_clients_while_its_kernel_runs(server: Server, session: Session):
+    # The server runs with room_cleanup_delay=1s; this cell runs for 3s with no client.
+    path, [cell] = write_notebook(
+        server.root,
+        "lifetime.ipynb",
+        ["import time\nfor i in range(15):\n    print(i, flush=True)\n    time.sleep(0.2)"],
+    )
+    kernel = await session.start_kernel()
+    room = (await session.open(path))["room"]
+    assert (await session.execute(kernel, room, cell)).status_code == 202
+    await asyncio.sleep(4.5)  # the run, then well past the clean-up delay
+    expected = "".join(f"{i}\n" for i in range(15))
+    # Saved to disk with no browser involved ...
+    saved = nbformat.read(server.root / path, as_version=4)
+    assert saved.cells[0].outputs[0]["text"] == expected
+    # ... and there for a client that connects afterwards.
+    client = await session.client(path)
+    assert stream_text(client.outputs(cell)) == expected
+    assert client.cell(cell)["execution_count"] == 1
+    await client.disconnect()
+
+
+async def test_session_endpoint(server: Server, session: Session):
+    path, _ = write_notebook(server.root, "session.ipynb", ["1"])
+    first = await session.http.put(
+        f"/api/collaboration/session/{path}", json={"format": "json", "type": "notebook"}
+    )
+    again = await session.http.put(
+        f"/api/collaboration/session/{path}", json={"format": "json", "type": "notebook"}
+    )
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert first.json()["fileId"] == again.json()["fileId"]
+    assert first.json()["sessionId"] == again.json()["sessionId"]
+    assert set(first.json()) == {"format", "type", "fileId", "sessionId"}
+    missing = await session.http.put(
+        "/api/collaboration/session/nope.ipynb", json={"format": "json", "type": "notebook"}
+    )
+    assert missing.status_code == 404
+    assert "message" in missing.json()
+
+
+async def test_client_of_another_server_session_is_told_to_reload(
+    server: Server, session: Session
+):
+    path, _ = write_notebook(server.root, "reload.ipynb", ["1"])
+    info = await session.open(path)
+    client = YClient(server.ws_url(info["room"], "an-old-session"))
+    await client.connect(wait_synced=False)
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.close_code == 1003
+    reason = json.loads(client.close_reason or "")
+    assert reason == {
+        "reason": "unknown_session", "sessionId": info["sessionId"], "reloadable": True,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("room", "code"),
+    [("json:notebook:no-such-file-id", 4404), ("text:file:abc", 4400), ("garbage", 4400)],
+)
+async def test_bad_rooms_are_closed_with_a_code(server: Server, session: Session, room, code):
+    client = YClient(server.ws_url(room, None))
+    await client.connect(wait_synced=False)
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.close_code == code
+
+
+async def test_malformed_frames_close_only_the_sender(server: Server, session: Session):
+    path, _ = write_notebook(server.root, "frames.ipynb", ["1"])
+    good = await session.client(path)
+    info = await session.open(path)
+    url = server.ws_url(info["room"], info["sessionId"])
+    for frame in [b"\x00\x02\xff\xff\xff", b"\x00\x07", "text frame", b"\x02\x99"]:
+        async with websockets.connect(url) as ws:
+            await ws.recv()  # the server's sync step 1
+            await ws.send(frame)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400, frame
+    # The well-behaved client is still served.
+    assert not good.closed.is_set()
+    source = good.notebook.ycells[0]["source"]
+    source += "  # edited"
+    cell_id = good.notebook.ycells[0]["id"]
+    other = await session.client(path)
+    await other.wait_for(lambda: other.cell(cell_id)["source"] == "1  # edited")
+    await good.disconnect()
+    await other.disconnect()
+
+
+async def test_every_endpoint_requires_a_token(server: Server, session: Session):
+    path, [cell] = write_notebook(server.root, "auth.ipynb", ["1"])
+    info = await session.open(path)
+    kernel = await session.start_kernel()
+    async with server.http(token=None) as anonymous:
+        checks = [
+            await anonymous.put(
+                f"/api/collaboration/session/{path}", json={"format": "json", "type": "notebook"}
+            ),
+            await anonymous.post(
+                f"/api/kernels/{kernel}/execute",
+                json={"cell_id": cell, "document_id": info["room"]},
+            ),
+            await anonymous.get(f"/api/ydoc-outputs/export/{path}"),
+        ]
+    for response in checks:
+        assert response.status_code == 403, response.request.url
+        assert "fileId" not in response.text and "cells" not in response.text
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(server.ws_url(info["room"], info["sessionId"], token=None)):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_bad_execute_requests_get_json_errors(server: Server, session: Session):
+    path, cells = write_notebook(server.root, "bad.ipynb", ["print('still works')"])
+    nb = json.loads((server.root / path).read_text())
+    nb["cells"].append({"cell_type": "markdown", "id": "md", "metadata": {}, "source": "# x"})
+    (server.root / path).write_text(json.dumps(nb))
+    room = (await session.open(path))["room"]
+    kernel = await session.start_kernel()
+    url = f"/api/kernels/{kernel}/execute"
+    http = session.http
+    cases = [
+        (await http.post(url, content=b"{not json"), 400),
+        (await http.post(url, json=["a", "list"]), 400),
+        (await http.post(url, json={"cell_id": 3, "document_id": room}), 400),
+        (await http.post(url, json={"document_id": room}), 400),
+        (await http.post(url, content=b"x" * 100_000), 413),
+        (await http.post(url, json={"cell_id": "no-such-cell", "document_id": room}), 404),
+        (await http.post(url, json={"cell_id": "md", "document_id": room}), 400),
+        (await http.post(url, json={"cell_id": cells[0], "document_id": "json:notebook:zzz"}), 404),
+        (await http.post(url, json={"cell_id": cells[0], "document_id": "not-a-room"}), 400),
+        (
+            await http.post(
+                "/api/kernels/00000000-0000-0000-0000-000000000000/execute",
+                json={"cell_id": cells[0], "document_id": room},
+            ),
+            404,
+        ),
+    ]
+    for response, status in cases:
+        assert response.status_code == status, (response.request.content[:80], response.text)
+        assert response.json()["message"]
+    # Nothing changed, and the server keeps serving.
+    client = await session.client(path)
+    assert client.outputs(cells[0]) == []
+    assert (await session.execute(kernel, room, cells[0])).status_code == 202
+    await run_to_idle(client, cells[0])
+    assert stream_text(client.outputs(cells[0])) == "still works\n"
+    await client.disconnect()
+
+
+async def test_page_config_turns_on_server_side_execution(server: Server, session: Session):
+    r = await session.http.get("/lab")
+    assert r.status_code == 200
+    start = r.text.index('id="jupyter-config-data"')
+    config = json.loads(r.text[r.text.index(">", start) + 1 : r.text.index("</script>", start)])
+    assert config["serverSideExecution"] == "true"
