@@ -9,7 +9,9 @@ import nbformat
 from .conftest import Server, Session, write_notebook
 from .yclient import YClient
 
-COUNT_30 = "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
+COUNT_30 = (
+    "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
+)
 
 
 def stream_text(outputs: list[dict]) -> str:
@@ -31,6 +33,8 @@ async def test_output_written_while_no_client_is_connected(server: Server, sessi
     room = (await session.open(path))["room"]
     r = await session.execute(kernel, room, cell)
     assert r.status_code == 202, r.text
+    # The first line marks the start of the run (a new kernel takes a moment to start).
+    await a.wait_for(lambda: stream_text(a.outputs(cell)).startswith("line 0\n"))
     await asyncio.sleep(1)
     await a.disconnect()
     seen_by_a = stream_text(a.outputs(cell))
@@ -86,7 +90,9 @@ async def test_two_clients_converge_and_equal_the_export(server: Server, session
 
 async def test_export_is_valid_and_equals_disk_after_autosave(server: Server, session: Session):
     path, cells = write_notebook(
-        server.root, "export.ipynb", ["print('hello')", "from IPython.display import HTML\nHTML('<b>x</b>')", "1/0"]
+        server.root,
+        "export.ipynb",
+        ["print('hello')", "from IPython.display import HTML\nHTML('<b>x</b>')", "1/0"],
     )
     kernel = await session.start_kernel()
     client = await session.client(path)

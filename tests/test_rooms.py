@@ -56,9 +56,7 @@ async def test_session_endpoint(server: Server, session: Session):
     assert "message" in missing.json()
 
 
-async def test_client_of_another_server_session_is_told_to_reload(
-    server: Server, session: Session
-):
+async def test_client_of_another_server_session_is_told_to_reload(server: Server, session: Session):
     path, _ = write_notebook(server.root, "reload.ipynb", ["1"])
     info = await session.open(path)
     client = YClient(server.ws_url(info["room"], "an-old-session"))

@@ -28,7 +28,8 @@ async def test_display_updates_in_place_and_across_cells(server: Server, session
         [
             "h = display('x', display_id=True)\nfor i in range(50):\n    h.update(i)",
             "g = display('first', display_id='shared')\nprint('after')",
-            "from IPython.display import update_display\nupdate_display('changed', display_id='shared')",
+            "from IPython.display import update_display\n"
+            "update_display('changed', display_id='shared')",
         ],
     )
     client = await run_cells(session, path, cells)

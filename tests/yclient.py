@@ -35,6 +35,7 @@ class YClient:
         self._ws: Any = None
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self._sending: set[asyncio.Future[None]] = set()
 
     async def __aenter__(self) -> YClient:
         await self.connect()
@@ -49,17 +50,24 @@ class YClient:
         self._sub = self.notebook.ydoc.observe(self._send_local_update)
         await self._ws.send(create_sync_message(self.notebook.ydoc))
         if wait_synced:
-            done, _ = await asyncio.wait(
-                [asyncio.ensure_future(self.synced.wait()), asyncio.ensure_future(self.closed.wait())],
+            await asyncio.wait(
+                [
+                    asyncio.ensure_future(self.synced.wait()),
+                    asyncio.ensure_future(self.closed.wait()),
+                ],
                 timeout=30,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            assert self.synced.is_set(), f"not synced (closed: {self.close_code} {self.close_reason})"
+            assert self.synced.is_set(), (
+                f"not synced (closed: {self.close_code} {self.close_reason})"
+            )
 
     def _send_local_update(self, event: Any) -> None:
         if self._applying or self._ws is None:
             return
-        asyncio.ensure_future(self._safe_send(create_update_message(event.update)))
+        task = asyncio.ensure_future(self._safe_send(create_update_message(event.update)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     _applying = False
 

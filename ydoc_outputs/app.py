@@ -57,21 +57,21 @@ class YdocOutputsApp(ExtensionApp):
     execution: ExecutionService
 
     def initialize_settings(self) -> None:
+        serverapp = self.serverapp
+        assert serverapp is not None
         self.room_manager = RoomManager(
-            self.serverapp.contents_manager,
+            serverapp.contents_manager,
             lambda: self.settings["file_id_manager"],
             cleanup_delay=self.room_cleanup_delay,
             autosave_delay=self.autosave_delay,
             limits=OutputLimits(stream_segment_chars=self.stream_segment_chars),
         )
         self.execution = ExecutionService(
-            self.serverapp.kernel_manager, self.room_manager, self.run_order_window
+            serverapp.kernel_manager, self.room_manager, self.run_order_window
         )
         self.settings["ydoc_outputs"] = self
         # Make stock JupyterLab (jupyter-docprovider) run cells through our endpoint.
-        page_config: dict[str, Any] = self.serverapp.web_app.settings.setdefault(
-            "page_config_data", {}
-        )
+        page_config: dict[str, Any] = serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true"
 
     def initialize_handlers(self) -> None:

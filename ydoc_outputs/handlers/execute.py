@@ -55,10 +55,11 @@ class ExecuteHandler(ExtensionAPIHandler):
             room = await rooms.get_room(document_id)
         except RoomError as e:
             raise web.HTTPError(e.status, e.message) from e
-        for position, ycell in enumerate(room.ynotebook.ycells):
-            if ycell.get("id") == cell_id:
-                break
-        else:
+        position, ycell = next(
+            ((i, c) for i, c in enumerate(room.ynotebook.ycells) if c.get("id") == cell_id),
+            (-1, None),
+        )
+        if ycell is None:
             rooms.maybe_clean_up(room)
             raise web.HTTPError(404, f"no cell {cell_id!r} in {document_id!r}")
         if ycell.get("cell_type") != "code":
@@ -68,6 +69,10 @@ class ExecuteHandler(ExtensionAPIHandler):
         await self.extension.execution.submit(kernel_id, room, cell_id, code, position)
         self.set_status(202)
         self.finish(
-            {"kernel_id": kernel_id, "document_id": document_id, "cell_id": cell_id,
-             "status": "queued"}
+            {
+                "kernel_id": kernel_id,
+                "document_id": document_id,
+                "cell_id": cell_id,
+                "status": "queued",
+            }
         )

@@ -82,8 +82,12 @@ class EditStream:
     """Edit the tail of the stream output at ``index``: delete the last ``delete``
     characters of its text, then append ``insert``.
 
+    ``delete`` is measured in UTF-8 bytes, the offset unit of pycrdt's ``Text`` (for
+    ASCII text, bytes and characters agree), so the writer uses it as is. It always
+    spans whole characters.
+
     The writer checks that the output at ``index`` is the cell's last output and a
-    stream named ``name`` holding at least ``delete`` characters; otherwise it
+    stream named ``name`` holding at least ``delete`` bytes; otherwise it
     appends a new stream output holding ``insert``.
     """
 

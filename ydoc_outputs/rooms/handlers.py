@@ -7,6 +7,7 @@ collaboration frontend (jupyter-docprovider) expects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -124,12 +125,15 @@ class WebsocketChannel:
         self.feed(None)
 
 
-class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandler):  # type: ignore[misc]
+class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandler):
     """``GET api/collaboration/room/{room}``: y-websocket sync of one notebook."""
 
     _channel: WebsocketChannel | None = None
     _room: NotebookRoom | None = None
     _serving: asyncio.Task[None] | None = None
+
+    def initialize(self) -> None:
+        self._raw_tasks: set[asyncio.Future[None]] = set()
 
     def set_default_headers(self) -> None:
         """Undo JupyterHandler's headers, which make no sense for websockets."""
@@ -139,10 +143,10 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "write", "contents")):
             raise web.HTTPError(403)
-        await super().get(*args, **kwargs)  # type: ignore[misc]
+        await super().get(*args, **kwargs)
 
-    async def open(self, room_name: str) -> None:  # type: ignore[override]
-        super().open()  # type: ignore[misc]  # keep-alive pings
+    async def open(self, room_name: str) -> None:
+        super().open()  # keep-alive pings
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
         if not room_name.startswith(ROOM_PREFIX):
@@ -187,7 +191,9 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             self.close(CLOSE_BAD_REQUEST, "expected a binary y-websocket message")
             return
         if message[0] == RAW_MESSAGE:
-            asyncio.ensure_future(self._on_raw(message))
+            task = asyncio.ensure_future(self._on_raw(message))
+            self._raw_tasks.add(task)
+            task.add_done_callback(self._raw_tasks.discard)
             return
         self._channel.feed(message)
 
@@ -216,7 +222,5 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         encoder = Encoder()
         encoder.write_var_uint(RAW_MESSAGE)
         encoder.write_var_string(json.dumps(reply))
-        try:
+        with contextlib.suppress(WebSocketClosedError):
             await self.write_message(encoder.to_bytes(), binary=True)
-        except WebSocketClosedError:
-            pass

@@ -58,6 +58,7 @@ class RoomManager:
         self.rooms: dict[str, NotebookRoom] = {}
         self._opening: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._cleanups: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
 
     @staticmethod
     def file_id_of(name: str) -> str:
@@ -136,14 +137,17 @@ class RoomManager:
         if self.rooms.get(room.name) is not room:
             return
         loop = asyncio.get_running_loop()
-        self._cleanups[room.name] = loop.call_later(
-            self.cleanup_delay, lambda: asyncio.ensure_future(self._clean_up(room))
-        )
+        self._cleanups[room.name] = loop.call_later(self.cleanup_delay, self._start_clean_up, room)
 
     def _cancel_cleanup(self, name: str) -> None:
         handle = self._cleanups.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+    def _start_clean_up(self, room: NotebookRoom) -> None:
+        task = asyncio.ensure_future(self._clean_up(room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _clean_up(self, room: NotebookRoom) -> None:
         self._cleanups.pop(room.name, None)

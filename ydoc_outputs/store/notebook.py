@@ -34,7 +34,7 @@ def load_notebook(ynotebook: YNotebook, content: dict[str, Any]) -> None:
 
 def notebook_dict(ynotebook: YNotebook) -> nbformat.NotebookNode:
     """The notebook as nbformat 4.5, taken from the current Y state."""
-    nb = nbformat.from_dict(ynotebook.get())
+    nb: nbformat.NotebookNode = nbformat.from_dict(ynotebook.get())
     nb["nbformat"] = 4
     nb["nbformat_minor"] = max(int(nb.get("nbformat_minor", 0)), MIN_NBFORMAT_MINOR)
     for cell in nb["cells"]:
@@ -46,5 +46,5 @@ def notebook_dict(ynotebook: YNotebook) -> nbformat.NotebookNode:
 
 def notebook_json(ynotebook: YNotebook) -> str:
     """The exact text that :func:`nbformat.write` puts on disk for this notebook."""
-    text = nbformat.writes(notebook_dict(ynotebook), version=nbformat.NO_CONVERT)
+    text: str = nbformat.writes(notebook_dict(ynotebook), version=nbformat.NO_CONVERT)
     return text if text.endswith("\n") else text + "\n"

@@ -156,5 +156,5 @@ class OutputWriter:
 
 
 def _to_py(output: Any) -> OutputDict:
-    value = output.to_py() if isinstance(output, Map) else dict(output)
-    return value  # type: ignore[no-any-return]
+    value = output.to_py() if isinstance(output, Map) else None
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,48 @@
+"""Pure core of the data path: iopub messages -> output operations for the Y writer.
+
+Nothing here does I/O or imports asyncio, tornado, zmq, pycrdt or Jupyter server code.
+"""
+
+from __future__ import annotations
+
+from .mapping import OUTPUT_MSG_TYPES, display_id_of, output_from_message
+from .ops import (
+    AppendOutput,
+    ClearOutputs,
+    EditStream,
+    ExecutionState,
+    KernelMessage,
+    MessageHeader,
+    Op,
+    OutputDict,
+    ReplaceOutput,
+    SetExecutionCount,
+    SetExecutionState,
+)
+from .reducer import OutputLimits, OutputReducer
+from .routing import DEFAULT_MAX_ROUTES, ParentRouter, Route
+from .text import LineBuffer, collapse_controls
+
+__all__ = [
+    "DEFAULT_MAX_ROUTES",
+    "OUTPUT_MSG_TYPES",
+    "AppendOutput",
+    "ClearOutputs",
+    "EditStream",
+    "ExecutionState",
+    "KernelMessage",
+    "LineBuffer",
+    "MessageHeader",
+    "Op",
+    "OutputDict",
+    "OutputLimits",
+    "OutputReducer",
+    "ParentRouter",
+    "ReplaceOutput",
+    "Route",
+    "SetExecutionCount",
+    "SetExecutionState",
+    "collapse_controls",
+    "display_id_of",
+    "output_from_message",
+]

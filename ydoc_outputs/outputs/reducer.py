@@ -1,0 +1,312 @@
+"""Turn the iopub messages of one notebook into batches of output operations.
+
+Pure nbformat semantics (stream coalescing, ``\\r``/``\\b``, clear_output, display ids);
+the writer applies each flushed batch to the Y document in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .mapping import display_id_of, output_from_message
+from .ops import (
+    AppendOutput,
+    ClearOutputs,
+    KernelMessage,
+    Op,
+    OutputDict,
+    ReplaceOutput,
+    SetExecutionCount,
+    SetExecutionState,
+)
+from .stream import StreamOutput
+from .text import LineBuffer
+
+__all__ = ["OutputLimits", "OutputReducer"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimits:
+    """Size limits on what the reducer writes.
+
+    Attributes:
+        stream_segment_chars: Once a stream output holds this many characters and ends
+            with a newline, the stream continues in a new output, so that appending to
+            a ``Text`` stays cheap. A line is never split across outputs.
+    """
+
+    stream_segment_chars: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.stream_segment_chars < 1:
+            raise ValueError("stream_segment_chars must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class _DisplayRef:
+    index: int
+    output_type: str
+    execution_count: Any
+
+
+class _Cell:
+    """Shadow of one cell's outputs, as the document holds them once a batch is applied."""
+
+    __slots__ = ("clear_pending", "count", "displays", "stream")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stream: StreamOutput | None = None  # the last output, when it is a stream
+        self.displays: dict[str, list[_DisplayRef]] = {}
+        self.clear_pending = False  # clear_output(wait=True) not applied yet
+
+
+class _Entry:
+    """One queued operation; a stream entry is materialized at flush time."""
+
+    __slots__ = ("cell_id", "dropped", "op", "stream")
+
+    def __init__(self, cell_id: str, op: Op | None, stream: StreamOutput | None = None) -> None:
+        self.cell_id = cell_id
+        self.op = op
+        self.stream = stream
+        self.dropped = False
+
+
+class OutputReducer:
+    """Reduces the iopub messages of one notebook document to output operations.
+
+    Feed it messages with :meth:`feed`, then call :meth:`flush` to take the batch of
+    operations to apply in one transaction. It does no I/O; its shadow of every cell
+    assumes the writer applies every flushed operation.
+    """
+
+    def __init__(self, limits: OutputLimits | None = None) -> None:
+        """Create a reducer with empty cells.
+
+        Args:
+            limits: Size limits; the defaults when None.
+        """
+        self._limits = limits if limits is not None else OutputLimits()
+        self._cells: dict[str, _Cell] = {}
+        self._display_cells: dict[str, dict[str, None]] = {}  # display_id -> cell ids
+        self._queue: list[_Entry] = []
+        self._batch_outputs: dict[str, list[_Entry]] = {}  # per cell, droppable by a clear
+
+    @property
+    def limits(self) -> OutputLimits:
+        """The size limits in force."""
+        return self._limits
+
+    def output_count(self, cell_id: str) -> int:
+        """Return how many outputs the cell holds once the queued operations apply."""
+        cell = self._cells.get(cell_id)
+        return cell.count if cell is not None else 0
+
+    def start_cell(self, cell_id: str) -> None:
+        """Start a new execution of a cell: clear its outputs and mark it running."""
+        self._queue_clear(cell_id)
+        self._queue_op(cell_id, SetExecutionState(cell_id, "running"))
+
+    def forget_cell(self, cell_id: str) -> None:
+        """Forget a cell's shadow state and display ids (e.g. the cell was deleted).
+
+        Operations already queued for it are still flushed.
+        """
+        self._reset_cell(cell_id)
+        self._cells.pop(cell_id, None)
+
+    def feed(self, cell_id: str, msg: KernelMessage) -> None:
+        """Apply one iopub message whose output goes to ``cell_id``.
+
+        Unknown message types, and messages with missing or malformed fields, are
+        ignored. ``update_display_data`` may change outputs in any cell.
+
+        Args:
+            cell_id: The cell the message's parent request ran.
+            msg: The deserialized message.
+        """
+        unpacked = _unpack(msg)
+        if unpacked is None:
+            return
+        msg_type, content = unpacked
+        if msg_type == "stream":
+            self._stream(cell_id, content)
+        elif msg_type in ("display_data", "execute_result", "error"):
+            self._output(cell_id, msg_type, content)
+        elif msg_type == "update_display_data":
+            self._update_display(content)
+        elif msg_type == "clear_output":
+            self._clear_output(cell_id, wait=bool(content.get("wait", False)))
+        elif msg_type == "execute_input":
+            count = content.get("execution_count")
+            if count is None or (isinstance(count, int) and not isinstance(count, bool)):
+                self._queue_op(cell_id, SetExecutionCount(cell_id, count))
+        elif msg_type == "status" and content.get("execution_state") == "idle":
+            self._queue_op(cell_id, SetExecutionState(cell_id, "idle"))
+            cell = self._cells.get(cell_id)
+            if cell is not None:
+                cell.clear_pending = False
+
+    def flush(self) -> list[Op]:
+        """Return the operations queued since the last flush, in order, and reset the batch.
+
+        Each stream output touched in the batch yields one operation, at the place where
+        the batch first touched it, so it precedes every later operation of its cell.
+        """
+        ops: list[Op] = []
+        for entry in self._queue:
+            if entry.dropped:
+                continue
+            op = entry.stream.take_op(entry.cell_id) if entry.stream else entry.op
+            if op is not None:
+                ops.append(op)
+        self._queue = []
+        self._batch_outputs = {}
+        return ops
+
+    # -- message handlers ----------------------------------------------------------
+
+    def _stream(self, cell_id: str, content: dict[str, Any]) -> None:
+        output = output_from_message("stream", content)
+        if output is None or not output["text"]:
+            return
+        name: str = output["name"]
+        cell = self._before_output(cell_id)
+        stream = cell.stream
+        cap = self.limits.stream_segment_chars
+        if stream is None or stream.name != name or stream.is_full(cap):
+            stream = self._new_stream(cell_id, cell, name)
+        elif not stream.in_batch:
+            stream.in_batch = True
+            self._queue_entry(_Entry(cell_id, None, stream), output=True)
+        done = stream.line.feed(output["text"])
+        if done:
+            self._take_completed(cell_id, cell, stream, done)
+
+    def _take_completed(self, cell_id: str, cell: _Cell, stream: StreamOutput, done: str) -> None:
+        """Give completed lines to ``stream``, continuing in new outputs past the cap."""
+        cap = self.limits.stream_segment_chars
+        line = stream.line  # already holds the unfinished line that follows ``done``
+        while True:
+            room = cap - stream.completed_len
+            if len(done) < room:
+                stream.add_completed(done)
+                return
+            # Cut at the first line end that fills the segment; ``done`` ends with "\n".
+            cut = done.find("\n", max(room - 1, 0)) + 1
+            stream.add_completed(done[:cut])
+            done = done[cut:]
+            if not done and line.is_empty():
+                return  # full: the next text starts the next segment
+            stream.line = LineBuffer()
+            stream = self._new_stream(cell_id, cell, stream.name)
+            stream.line = line
+            if not done:
+                return
+
+    def _output(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
+        output = output_from_message(msg_type, content)
+        if output is None:
+            return
+        cell = self._before_output(cell_id)
+        index = self._append(cell_id, cell, output)
+        display_id = display_id_of(content) if msg_type != "error" else None
+        if display_id is not None:
+            ref = _DisplayRef(index, msg_type, output.get("execution_count"))
+            cell.displays.setdefault(display_id, []).append(ref)
+            self._display_cells.setdefault(display_id, {})[cell_id] = None
+
+    def _update_display(self, content: dict[str, Any]) -> None:
+        display_id = display_id_of(content)
+        update = output_from_message("display_data", content)
+        if display_id is None or update is None:
+            return
+        for cell_id in self._display_cells.get(display_id, {}):
+            for ref in self._cells[cell_id].displays[display_id]:
+                output: OutputDict = {
+                    "output_type": ref.output_type,
+                    "data": dict(update["data"]),
+                    "metadata": dict(update["metadata"]),
+                }
+                if ref.output_type == "execute_result":
+                    output["execution_count"] = ref.execution_count
+                self._queue_op(cell_id, ReplaceOutput(cell_id, ref.index, output), output=True)
+
+    def _clear_output(self, cell_id: str, *, wait: bool) -> None:
+        if wait:
+            self._cell(cell_id).clear_pending = True
+        else:
+            self._queue_clear(cell_id)
+
+    # -- shadow state and queue ----------------------------------------------------
+
+    def _cell(self, cell_id: str) -> _Cell:
+        cell = self._cells.get(cell_id)
+        if cell is None:
+            cell = self._cells[cell_id] = _Cell()
+        return cell
+
+    def _before_output(self, cell_id: str) -> _Cell:
+        """Apply a pending clear_output(wait=True) just before the cell's next output."""
+        cell = self._cell(cell_id)
+        if cell.clear_pending:
+            self._queue_clear(cell_id)
+            cell = self._cells[cell_id]
+        return cell
+
+    def _append(self, cell_id: str, cell: _Cell, output: OutputDict) -> int:
+        index = cell.count
+        cell.count += 1
+        cell.stream = None
+        self._queue_op(cell_id, AppendOutput(cell_id, output), output=True)
+        return index
+
+    def _new_stream(self, cell_id: str, cell: _Cell, name: str) -> StreamOutput:
+        stream = StreamOutput(cell.count, name)
+        cell.count += 1
+        cell.stream = stream
+        stream.in_batch = True
+        self._queue_entry(_Entry(cell_id, None, stream), output=True)
+        return stream
+
+    def _queue_clear(self, cell_id: str) -> None:
+        # The clear wipes whatever this batch did to the cell's outputs, so drop it:
+        # a clear_output(wait=True) loop then costs one clear and one output per batch.
+        for entry in self._batch_outputs.pop(cell_id, ()):
+            entry.dropped = True
+        self._reset_cell(cell_id)
+        self._queue_op(cell_id, ClearOutputs(cell_id), output=True)
+
+    def _reset_cell(self, cell_id: str) -> None:
+        cell = self._cells.get(cell_id)
+        if cell is not None:
+            for display_id in cell.displays:
+                cells = self._display_cells[display_id]
+                cells.pop(cell_id, None)
+                if not cells:
+                    del self._display_cells[display_id]
+        self._cells[cell_id] = _Cell()
+
+    def _queue_op(self, cell_id: str, op: Op, *, output: bool = False) -> None:
+        self._queue_entry(_Entry(cell_id, op), output=output)
+
+    def _queue_entry(self, entry: _Entry, *, output: bool) -> None:
+        self._queue.append(entry)
+        if output:
+            self._batch_outputs.setdefault(entry.cell_id, []).append(entry)
+
+
+def _unpack(msg: KernelMessage) -> tuple[str, dict[str, Any]] | None:
+    """Return ``(msg_type, content)``, or None if the message lacks either."""
+    if not isinstance(msg, dict):
+        return None
+    header = msg.get("header")
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    if not isinstance(msg_type, str):
+        msg_type = msg.get("msg_type")
+    content = msg.get("content")
+    if not isinstance(msg_type, str) or not isinstance(content, dict):
+        return None
+    return msg_type, content
