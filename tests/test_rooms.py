@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import websockets
 
-from .conftest import Server, Session, write_notebook
+from .conftest import TOKEN, Server, Session, write_notebook
 from .test_execution import run_to_idle, stream_text
 from .yclient import YClient
 
@@ -173,3 +173,50 @@ async def test_page_config_turns_on_server_side_execution(server: Server, sessio
     start = r.text.index('id="jupyter-config-data"')
     config = json.loads(r.text[r.text.index(">", start) + 1 : r.text.index("</script>", start)])
     assert config["serverSideExecution"] == "true"
+
+
+async def test_late_output_reopens_a_closed_room(server: Server, session: Session):
+    # A thread keeps printing after its cell finished and after the room was closed
+    # (clean-up delay 1s): the room is recreated and the output still lands in the cell.
+    path, [cell] = write_notebook(
+        server.root,
+        "late.ipynb",
+        [
+            "import threading, time\n"
+            "def later():\n    time.sleep(4)\n    print('from a thread', flush=True)\n"
+            "threading.Thread(target=later).start()\nprint('cell done')"
+        ],
+    )
+    kernel = await session.start_kernel()
+    room = (await session.open(path))["room"]
+    assert (await session.execute(kernel, room, cell)).status_code == 202
+    text = ""
+    for _ in range(150):
+        await asyncio.sleep(0.1)
+        saved = nbformat.read(server.root / path, as_version=4)
+        text = stream_text(saved.cells[0].outputs)
+        if "from a thread" in text:
+            break
+    assert text == "cell done\nfrom a thread\n"
+
+
+async def test_execution_goes_on_when_the_request_is_dropped(server: Server, session: Session):
+    path, [cell] = write_notebook(
+        server.root, "dropped.ipynb", ["import time\ntime.sleep(1)\nprint('finished')"]
+    )
+    kernel = await session.start_kernel()
+    room = (await session.open(path))["room"]
+    body = json.dumps({"cell_id": cell, "document_id": room}).encode()
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"POST /api/kernels/{kernel}/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: token {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    writer.close()  # the browser reloads: nobody reads the answer
+    client = await session.client(path)
+    await run_to_idle(client, cell)
+    assert stream_text(client.outputs(cell)) == "finished\n"
+    await client.disconnect()

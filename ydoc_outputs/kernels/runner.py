@@ -111,6 +111,7 @@ class KernelRunner:
 
     async def _dispatch(self, batch: list[KernelMessage]) -> None:
         touched: dict[str, NotebookRoom] = {}
+        reopened: list[NotebookRoom] = []
         finished: list[str] = []
         for msg in batch:
             parent_id = msg.get("parent_header", {}).get("msg_id", "")
@@ -133,10 +134,13 @@ class KernelRunner:
                 except Exception:
                     log.warning("dropping output for %s: cannot reopen it", route.document_id)
                     continue
+                reopened.append(room)
             room.reducer.feed(route.cell_id, msg)
             touched[room.name] = room
         for room in touched.values():
             room.writer.apply(room.reducer.flush())
+        for room in reopened:
+            self._rooms.maybe_clean_up(room)
         for msg_id in finished:
             waiter = self._waiters.pop(msg_id, None)
             if waiter is not None and not waiter.done():
