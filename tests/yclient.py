@@ -48,7 +48,7 @@ class YClient:
         self._ws = await websockets.connect(self.url, max_size=None)
         self._task = asyncio.create_task(self._receive())
         self._sub = self.notebook.ydoc.observe(self._send_local_update)
-        await self._ws.send(create_sync_message(self.notebook.ydoc))
+        await self._safe_send(create_sync_message(self.notebook.ydoc))
         if wait_synced:
             await asyncio.wait(
                 [

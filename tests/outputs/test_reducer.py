@@ -111,14 +111,39 @@ class FakeDocument:
 def test_start_cell_clears_then_marks_running() -> None:
     reducer = OutputReducer()
     reducer.start_cell("c")
-    assert reducer.flush() == [ClearOutputs("c"), SetExecutionState("c", "running")]
+    assert reducer.flush() == [
+        ClearOutputs("c"),
+        SetExecutionCount("c", None),
+        SetExecutionState("c", "running"),
+    ]
     assert reducer.flush() == []
 
 
-def test_execute_input_sets_the_execution_count() -> None:
+def test_execution_count_is_written_with_idle() -> None:
+    # JupyterLab takes a new count as the end of a run and would hide the [*].
     reducer = OutputReducer()
     reducer.feed("c", msg("execute_input", code="1", execution_count=3))
-    assert reducer.flush() == [SetExecutionCount("c", 3)]
+    assert reducer.flush() == []
+    reducer.feed("c", out("x"))
+    reducer.feed("c", msg("status", execution_state="idle"))
+    assert reducer.flush() == [
+        AppendOutput("c", stream("x")),
+        SetExecutionCount("c", 3),
+        SetExecutionState("c", "idle"),
+    ]
+    reducer.feed("c", msg("status", execution_state="idle"))
+    assert reducer.flush() == [SetExecutionState("c", "idle")]
+
+
+def test_clearing_outputs_keeps_the_pending_execution_count() -> None:
+    reducer = OutputReducer()
+    reducer.feed("c", msg("execute_input", code="1", execution_count=4))
+    reducer.feed("c", msg("clear_output", wait=False))
+    reducer.feed("c", msg("clear_output", wait=True))
+    reducer.feed("c", out("x"))
+    reducer.flush()
+    reducer.feed("c", msg("status", execution_state="idle"))
+    assert reducer.flush() == [SetExecutionCount("c", 4), SetExecutionState("c", "idle")]
 
 
 def test_status_idle_marks_the_cell_idle_and_other_statuses_are_ignored() -> None:
@@ -216,9 +241,12 @@ def test_stream_edit_comes_before_later_ops_of_its_cell() -> None:
     reducer.feed("c", out("a"))
     reducer.flush()
     reducer.feed("c", out("b"))
-    reducer.feed("c", msg("execute_input", execution_count=2))
+    reducer.feed("c", msg("status", execution_state="idle"))
     reducer.feed("c", out("c"))
-    assert reducer.flush() == [EditStream("c", 0, "stdout", 0, "bc"), SetExecutionCount("c", 2)]
+    assert reducer.flush() == [
+        EditStream("c", 0, "stdout", 0, "bc"),
+        SetExecutionState("c", "idle"),
+    ]
 
 
 def test_carriage_return_rewrites_only_the_changed_tail() -> None:
@@ -411,7 +439,6 @@ def test_clear_output_wait_clears_just_before_the_next_output() -> None:
     reducer.feed("c", msg("execute_input", execution_count=1))
     reducer.feed("c", display())
     assert reducer.flush() == [
-        SetExecutionCount("c", 1),
         ClearOutputs("c"),
         AppendOutput("c", data("v")),
     ]
@@ -453,6 +480,7 @@ def test_clear_in_a_loop_flushes_one_clear_and_the_last_output() -> None:
         reducer.feed("c", msg("clear_output", wait=True))
         reducer.feed("c", out(f"step {i}\n"))
     assert reducer.flush() == [
+        SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
         ClearOutputs("c"),
         AppendOutput("c", stream("step 99\n")),
@@ -465,12 +493,14 @@ def test_a_clear_drops_earlier_output_ops_of_its_cell_only() -> None:
     reducer.feed("other", display("d1"))
     reducer.flush()
     reducer.feed("c", update("d1", "new"))
-    reducer.feed("c", msg("execute_input", execution_count=5))
+    reducer.feed("c", msg("status", execution_state="busy"))
+    reducer.start_cell("c")
     reducer.feed("c", out("x"))
     reducer.feed("c", msg("clear_output", wait=False))
     assert reducer.flush() == [
         ReplaceOutput("other", 0, data("new")),
-        SetExecutionCount("c", 5),
+        SetExecutionCount("c", None),
+        SetExecutionState("c", "running"),
         ClearOutputs("c"),
     ]
 

@@ -53,13 +53,14 @@ class _DisplayRef:
 class _Cell:
     """Shadow of one cell's outputs, as the document holds them once a batch is applied."""
 
-    __slots__ = ("clear_pending", "count", "displays", "stream")
+    __slots__ = ("clear_pending", "count", "displays", "execution_count", "stream")
 
     def __init__(self) -> None:
         self.count = 0
         self.stream: StreamOutput | None = None  # the last output, when it is a stream
         self.displays: dict[str, list[_DisplayRef]] = {}
         self.clear_pending = False  # clear_output(wait=True) not applied yet
+        self.execution_count: int | None = None  # from execute_input, written at idle
 
 
 class _Entry:
@@ -105,8 +106,9 @@ class OutputReducer:
         return cell.count if cell is not None else 0
 
     def start_cell(self, cell_id: str) -> None:
-        """Start a new execution of a cell: clear its outputs and mark it running."""
+        """Start a new execution of a cell: clear its outputs and count, mark it running."""
         self._queue_clear(cell_id)
+        self._queue_op(cell_id, SetExecutionCount(cell_id, None))
         self._queue_op(cell_id, SetExecutionState(cell_id, "running"))
 
     def forget_cell(self, cell_id: str) -> None:
@@ -140,14 +142,19 @@ class OutputReducer:
         elif msg_type == "clear_output":
             self._clear_output(cell_id, wait=bool(content.get("wait", False)))
         elif msg_type == "execute_input":
+            # Held until idle: JupyterLab treats a new execution count as the end of the
+            # run and would set the cell idle itself, hiding the [*] of a running cell.
             count = content.get("execution_count")
-            if count is None or (isinstance(count, int) and not isinstance(count, bool)):
-                self._queue_op(cell_id, SetExecutionCount(cell_id, count))
+            if isinstance(count, int) and not isinstance(count, bool):
+                self._cell(cell_id).execution_count = count
         elif msg_type == "status" and content.get("execution_state") == "idle":
-            self._queue_op(cell_id, SetExecutionState(cell_id, "idle"))
             cell = self._cells.get(cell_id)
             if cell is not None:
                 cell.clear_pending = False
+                if cell.execution_count is not None:
+                    self._queue_op(cell_id, SetExecutionCount(cell_id, cell.execution_count))
+                    cell.execution_count = None
+            self._queue_op(cell_id, SetExecutionState(cell_id, "idle"))
 
     def flush(self) -> list[Op]:
         """Return the operations queued since the last flush, in order, and reset the batch.
@@ -280,14 +287,17 @@ class OutputReducer:
         self._queue_op(cell_id, ClearOutputs(cell_id), output=True)
 
     def _reset_cell(self, cell_id: str) -> None:
+        """Forget the cell's outputs (not its pending execution count)."""
+        fresh = _Cell()
         cell = self._cells.get(cell_id)
         if cell is not None:
+            fresh.execution_count = cell.execution_count
             for display_id in cell.displays:
                 cells = self._display_cells[display_id]
                 cells.pop(cell_id, None)
                 if not cells:
                     del self._display_cells[display_id]
-        self._cells[cell_id] = _Cell()
+        self._cells[cell_id] = fresh
 
     def _queue_op(self, cell_id: str, op: Op, *, output: bool = False) -> None:
         self._queue_entry(_Entry(cell_id, op), output=output)
