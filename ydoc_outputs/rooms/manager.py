@@ -113,12 +113,16 @@ class RoomManager:
         log.info("opened room %s for %s", name, path)
         return room
 
-    async def _save(self, file_id: str, ynotebook: YNotebook) -> None:
+    async def _save(self, file_id: str, ynotebook: YNotebook) -> str | None:
+        """Save through the contents manager; return the file's new hash."""
         path = self.path_of(file_id)
         if path is None:
             raise RoomError(404, f"no file with id {file_id!r}")
         model = {"type": "notebook", "format": "json", "content": notebook_dict(ynotebook)}
         await ensure_async(self._contents.save(model, path))
+        saved = await ensure_async(self._contents.get(path, content=False, require_hash=True))
+        file_hash: str | None = saved.get("hash")
+        return file_hash
 
     def hold(self, room: NotebookRoom) -> None:
         """Keep ``room`` open: one of its cells is queued or running."""

@@ -36,7 +36,7 @@ class NotebookRoom:
         self,
         name: str,
         file_id: str,
-        save: Callable[[YNotebook], Awaitable[None]],
+        save: Callable[[YNotebook], Awaitable[str | None]],
         *,
         autosave_delay: float,
         limits: OutputLimits,

@@ -20,7 +20,8 @@ __all__ = ["Autosaver"]
 
 log = logging.getLogger(__name__)
 
-SaveFunction = Callable[[YNotebook], Awaitable[None]]
+#: Saves the notebook and returns the new hash of the file, if known.
+SaveFunction = Callable[[YNotebook], Awaitable[str | None]]
 
 
 class Autosaver:
@@ -65,12 +66,17 @@ class Autosaver:
         async with self._lock:
             text = notebook_json(self._ynotebook)
             changed = text != self._last_saved
+            file_hash = None
             if changed:
-                await self._save(self._ynotebook)
+                file_hash = await self._save(self._ynotebook)
                 self._last_saved = text
-            if self._ynotebook.dirty:
-                with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
+            with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
+                if self._ynotebook.dirty:
                     self._ynotebook.dirty = False
+                # The frontend reloads the file's metadata when the hash changes, so
+                # that its own "file changed on disk" check knows about our saves.
+                if file_hash is not None and self._ynotebook.hash != file_hash:
+                    self._ynotebook.hash = file_hash
             return changed
 
     async def stop(self) -> None:
