@@ -32,7 +32,15 @@ def free_port() -> int:
 class Server:
     """A running ``jupyter server`` with ydoc_outputs, on 127.0.0.1."""
 
-    def __init__(self, root: Path, home: Path, args: list[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        home: Path,
+        args: list[str],
+        *,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -43,9 +51,10 @@ class Server:
             "JUPYTER_DATA_DIR": str(home / "data"),
             "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "JUPYTER_PLATFORM_DIRS": "1",
+            **(env or {}),
         }
         cmd = [
-            sys.executable, "-m", "jupyter_server",
+            *(command or [sys.executable, "-m", "jupyter_server"]),
             "--no-browser", "--allow-root",
             f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
             "--ServerApp.port_retries=0",

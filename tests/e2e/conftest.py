@@ -1,0 +1,176 @@
+"""Fixtures for browser tests: ``jupyter lab`` with the extension, headless Chromium.
+
+Chromium comes from Debian's package (``/usr/bin/chromium``), driven by Python
+Playwright; no browser is downloaded. ``YDOC_E2E_JUPYTER`` may name another ``jupyter``
+executable (e.g. a venv with stock jupyter-collaboration) for a control run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from ..conftest import TOKEN, Server
+
+CHROMIUM = os.environ.get("YDOC_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+
+#: Console messages of stock JupyterLab that are not errors of ours.
+BENIGN_CONSOLE = [
+    re.compile(r"Failed to load resource: the server responded with a status of 404.*favicon"),
+]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("lab-notebooks")
+    home = tmp_path_factory.mktemp("lab-home")
+    settings = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    jupyter = os.environ.get("YDOC_E2E_JUPYTER")
+    server = Server(
+        root,
+        home,
+        ["--YdocOutputsApp.room_cleanup_delay=2.0", "--YdocOutputsApp.autosave_delay=0.5"]
+        if not jupyter
+        else [],
+        command=[jupyter, "lab"] if jupyter else [sys.executable, "-m", "jupyterlab"],
+        env={
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "lab-settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        },
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+class Pages:
+    """Opens pages in fresh browser contexts; records console errors and dialogs."""
+
+    def __init__(self, browser: Browser, lab: Server) -> None:
+        self.browser = browser
+        self.lab = lab
+        self.contexts: list[BrowserContext] = []
+        self.pages: list[Page] = []
+        self.errors: list[str] = []
+
+    async def new_page(self, context: BrowserContext | None = None) -> Page:
+        if context is None:
+            context = await self.browser.new_context(viewport={"width": 1280, "height": 900})
+            self.contexts.append(context)
+        page = await context.new_page()
+        page.on("console", lambda m: self._console(m.type, m.text))
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.pages.append(page)
+        return page
+
+    def _console(self, kind: str, text: str) -> None:
+        if kind == "error" and not any(p.search(text) for p in BENIGN_CONSOLE):
+            self.errors.append(f"console: {text}")
+
+    async def open_notebook(
+        self, path: str, page: Page | None = None, *, wait_idle: bool = True
+    ) -> Page:
+        page = page or await self.new_page()
+        # A workspace of its own, so that no other notebook is restored beside this one.
+        workspace = uuid.uuid4().hex
+        await page.goto(f"{self.lab.url}/lab/workspaces/{workspace}/tree/{path}?token={TOKEN}")
+        await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        if wait_idle:
+            await wait_kernel_idle(page)
+        return page
+
+    async def screenshots(self, name: str) -> None:
+        RESULTS.mkdir(exist_ok=True)
+        for i, page in enumerate(self.pages):
+            if not page.is_closed():
+                await page.screenshot(path=str(RESULTS / f"{name}-{i}.png"), full_page=True)
+
+    async def dialogs(self) -> list[str]:
+        found = []
+        for page in self.pages:
+            if not page.is_closed():
+                for dialog in await page.locator(".jp-Dialog").all():
+                    found.append(await dialog.inner_text())
+        return found
+
+
+@pytest.fixture
+async def pages(
+    request: pytest.FixtureRequest, browser: Browser, lab: Server
+) -> AsyncIterator[Pages]:
+    p = Pages(browser, lab)
+    yield p
+    report = getattr(request.node, "report_call", None)
+    failed = report is None or report.failed
+    try:
+        dialogs = await p.dialogs()
+        if failed or dialogs or p.errors:
+            await p.screenshots(re.sub(r"[^\w.-]", "_", request.node.name))
+    finally:
+        for context in p.contexts:
+            await context.close()
+    assert not dialogs, f"error dialogs were shown: {dialogs}"
+    assert not p.errors, f"browser errors: {p.errors}"
+
+
+async def wait_kernel_idle(page: Page, timeout: float = 60_000) -> None:
+    await page.wait_for_selector(
+        ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']",
+        timeout=timeout,
+    )
+
+
+def cell(page: Page, index: int) -> Any:
+    return page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(index)
+
+
+async def run_cell(page: Page, index: int) -> None:
+    """Select a cell and run it in place (Ctrl+Enter), like a user."""
+    await cell(page, index).locator(".jp-InputPrompt").click()
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("Control+Enter")
+
+
+async def output_text(page: Page, index: int) -> str:
+    area = cell(page, index).locator(".jp-OutputArea")
+    if await area.count() == 0:
+        return ""
+    text: str = await area.inner_text()
+    return text.strip()
+
+
+async def prompt(page: Page, index: int) -> str:
+    text: str = await cell(page, index).locator(".jp-InputPrompt").inner_text()
+    return text.strip()
