@@ -1,0 +1,206 @@
+"""INGEST: how fast a cell's output reaches a client's document, against a bare kernel.
+
+Ours: POST ``execute`` to a real server with the extension, and wait until one connected
+y-websocket client holds the last line. Baseline, the limit: a jupyter_client consumer of
+a kernel of the same kind, waiting for the same line on iopub. Runs are interleaved and
+each figure is the median of ``Options.repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .harness import (
+    RUN_TIMEOUT,
+    BareKernel,
+    ExtensionServer,
+    Options,
+    StreamTailWatch,
+    cell_map,
+    process_cpu_seconds,
+    stream_text,
+    wait_cell_idle,
+)
+from .report import Table, median
+
+__all__ = ["TARGET", "Workload", "run", "workloads"]
+
+#: Ours must reach at least this fraction of the baseline's rate.
+TARGET = 0.95
+#: Seconds after each of our runs for the autosave it armed to fire and finish, so that
+#: its cost is not charged to the next run (the server's default autosave_delay is 1 s).
+SETTLE = 1.5
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A cell that prints ``lines`` numbered lines, ``0`` to ``lines - 1``."""
+
+    name: str
+    code: str
+    lines: int
+
+    @property
+    def last_line(self) -> str:
+        """The end of the stream text once every line arrived."""
+        return f"{self.lines - 1}\n"
+
+    @cached_property
+    def expected(self) -> str:
+        """The whole stdout text the cell prints."""
+        return "".join(f"{i}\n" for i in range(self.lines))
+
+
+def workloads(quick: bool) -> list[Workload]:
+    """The two shapes of stream output the server must keep up with (see DESIGN.md)."""
+    plain, flushed = (20_000, 2_000) if quick else (200_000, 20_000)
+    return [
+        # ipykernel buffers stdout and sends a few large stream messages a second.
+        Workload("print", f"for i in range({plain}):\n    print(i)", plain),
+        # One stream message per line.
+        Workload("print flush", f"for i in range({flushed}):\n    print(i, flush=True)", flushed),
+    ]
+
+
+@dataclass
+class Samples:
+    """Every run of one workload, baseline and ours."""
+
+    baseline_s: list[float] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
+    ours_s: list[float] = field(default_factory=list)
+    server_cpu_s: list[float] = field(default_factory=list)
+    updates: list[int] = field(default_factory=list)
+    #: Whether each run got every line, in order, and nothing else.
+    baseline_complete: list[bool] = field(default_factory=list)
+    ours_complete: list[bool] = field(default_factory=list)
+
+
+class OurNotebook:
+    """One workload's notebook on the server, its kernel and one connected client."""
+
+    def __init__(self, server: ExtensionServer, kernel_id: str, workload: Workload) -> None:
+        self._server = server
+        self._kernel_id = kernel_id
+        self._workload = workload
+        self._path = f"ingest-{workload.lines}-{len(workload.code)}.ipynb"
+        self._cell_id, self._warm_id = server.write_notebook(self._path, [workload.code, "pass"])
+
+    async def __aenter__(self) -> OurNotebook:
+        self._room = await self._server.connect(self._path)
+        # Runs `pass` once: starts the server's client of this kernel and opens the room.
+        await self._execute(self._warm_id)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._room.client.disconnect()
+
+    async def _execute(self, cell_id: str) -> None:
+        await self._server.execute(self._kernel_id, self._room.room, cell_id)
+        await wait_cell_idle(self._room.client, cell_map(self._room.client, cell_id))
+
+    async def run(self, samples: Samples) -> None:
+        """Run the workload once; record the time to the last line and the server's CPU."""
+        client = self._room.client
+        cell = cell_map(client, self._cell_id)
+        watch = StreamTailWatch(cell, self._workload.last_line)
+        client.listeners.append(watch)
+        try:
+            cpu_before = process_cpu_seconds(self._server.pid)
+            start = time.perf_counter()
+            await self._server.execute(self._kernel_id, self._room.room, self._cell_id)
+            await asyncio.wait_for(watch.done.wait(), RUN_TIMEOUT)
+            cpu_after = process_cpu_seconds(self._server.pid)
+        finally:
+            client.listeners.remove(watch)
+        samples.ours_s.append(watch.seen_at - start)
+        samples.server_cpu_s.append(cpu_after - cpu_before)
+        samples.updates.append(watch.messages)
+        await wait_cell_idle(client, cell)
+        samples.ours_complete.append(stream_text(cell) == self._workload.expected)
+        await asyncio.sleep(SETTLE)
+
+
+async def _baseline(kernel: BareKernel, workload: Workload, samples: Samples) -> None:
+    result = await kernel.run(workload.code, workload.last_line)
+    samples.baseline_s.append(result.seconds)
+    samples.messages.append(result.messages)
+    samples.baseline_complete.append(result.stdout == workload.expected)
+
+
+async def _measure(
+    server: ExtensionServer, kernel_id: str, bare: BareKernel, workload: Workload, repeat: int
+) -> Samples:
+    samples = Samples()
+    async with OurNotebook(server, kernel_id, workload) as ours:
+        for i in range(repeat):
+            # Alternate which side goes first, so drifts hit both alike.
+            if i % 2 == 0:
+                await _baseline(bare, workload, samples)
+                await ours.run(samples)
+            else:
+                await ours.run(samples)
+                await _baseline(bare, workload, samples)
+    return samples
+
+
+HEADERS = [
+    "workload", "lines", "iopub msgs", "Y msgs", "baseline s", "ours s", "ratio",
+    "baseline lines/s", "ours lines/s", "server CPU s", "CPU µs/msg", "all lines",
+    f"≥ {TARGET}",
+]  # fmt: skip
+
+
+def _row(workload: Workload, samples: Samples) -> list[str]:
+    baseline, ours = median(samples.baseline_s), median(samples.ours_s)
+    messages, cpu = median(samples.messages), median(samples.server_cpu_s)
+    ratio = baseline / ours  # = ours_rate / baseline_rate
+    complete = all(samples.ours_complete) and all(samples.baseline_complete)
+    runs = len(samples.ours_complete)
+    return [
+        workload.name,
+        f"{workload.lines:,}",
+        f"{messages:,.0f}",
+        f"{median(samples.updates):,.0f}",
+        f"{baseline:.2f}",
+        f"{ours:.2f}",
+        f"{ratio:.3f}",
+        f"{workload.lines / baseline:,.0f}",
+        f"{workload.lines / ours:,.0f}",
+        f"{cpu:.2f}",
+        f"{cpu / messages * 1e6:,.0f}",
+        "yes"
+        if complete
+        else f"NO: ours {sum(samples.ours_complete)}/{runs}, "
+        f"baseline {sum(samples.baseline_complete)}/{runs}",
+        "yes" if ratio >= TARGET and all(samples.ours_complete) else "NO",
+    ]
+
+
+async def run(options: Options) -> Table:
+    """Measure every workload; return the table of medians."""
+    table = Table(
+        f"INGEST: execute -> last line in one client's document "
+        f"(median of {options.repeat}, interleaved)",
+        HEADERS,
+    )
+    async with ExtensionServer() as server, BareKernel() as bare:
+        kernel_id = await server.start_kernel()
+        await bare.run("pass")  # warm-up
+        for workload in workloads(options.quick):
+            table.rows.append(
+                _row(workload, await _measure(server, kernel_id, bare, workload, options.repeat))
+            )
+    table.notes += [
+        "ratio = baseline s / ours s = ours lines/s / baseline lines/s (1.0 = the limit).",
+        "baseline: jupyter_client AsyncKernelClient on iopub, no server; iopub msgs from it.",
+        "ours: POST execute -> a y-websocket client's document ends with the last line.",
+        "Both sides wait on the same kernel's pace: a ratio above 1 is run-to-run noise.",
+        "all lines: every run, both sides, got exactly the printed text (checked after timing).",
+        "server CPU: CPU time of the server process (all threads) from the POST to the last "
+        "line; CPU µs/msg divides it by the baseline's iopub message count.",
+    ]
+    return table
