@@ -8,6 +8,8 @@ import json
 import nbformat
 import pytest
 import websockets
+from jupyter_ydoc import YUnicode
+from pycrdt import Text
 
 from .conftest import TOKEN, Server, Session, write_notebook
 from .test_execution import run_to_idle, stream_text
@@ -71,7 +73,13 @@ async def test_client_of_another_server_session_is_told_to_reload(server: Server
 
 @pytest.mark.parametrize(
     ("room", "code"),
-    [("json:notebook:no-such-file-id", 4404), ("text:file:abc", 4400), ("garbage", 4400)],
+    [
+        ("json:notebook:no-such-file-id", 4404),
+        ("text:file:no-such-file-id", 4404),
+        ("base64:blob:abc", 4400),
+        ("json:notebook:", 4400),
+        ("garbage", 4400),
+    ],
 )
 async def test_bad_rooms_are_closed_with_a_code(server: Server, session: Session, room, code):
     client = YClient(server.ws_url(room, None))
@@ -220,3 +228,32 @@ async def test_execution_goes_on_when_the_request_is_dropped(server: Server, ses
     await run_to_idle(client, cell)
     assert stream_text(client.outputs(cell)) == "finished\n"
     await client.disconnect()
+
+
+async def test_text_files_are_shared_and_saved(server: Server, session: Session):
+    (server.root / "script.py").write_text("print('hi')\n")
+    r = await session.http.put(
+        "/api/collaboration/session/script.py", json={"format": "text", "type": "file"}
+    )
+    assert r.status_code == 201, r.text
+    info = r.json()
+    url = server.ws_url(f"text:file:{info['fileId']}", info["sessionId"])
+    a = YClient(url, YUnicode())
+    b = YClient(url, YUnicode())
+    await a.connect()
+    await b.connect()
+    assert a.document.get() == "print('hi')\n"
+    a.document.ydoc.get("source", type=Text).insert(0, "# edited\n")
+    await b.wait_for(lambda: b.document.get().startswith("# edited\n"))
+    for _ in range(100):
+        if (server.root / "script.py").read_text() == "# edited\nprint('hi')\n":
+            break
+        await asyncio.sleep(0.1)
+    assert (server.root / "script.py").read_text() == "# edited\nprint('hi')\n"
+    await a.disconnect()
+    await b.disconnect()
+    unsupported = await session.http.put(
+        "/api/collaboration/session/script.py", json={"format": "base64", "type": "blob"}
+    )
+    assert unsupported.status_code == 400
+    assert "unsupported" in unsupported.json()["message"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import websockets
 from jupyter_ydoc import YNotebook
+from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import (
     YMessageType,
     YSyncMessageType,
@@ -21,9 +22,9 @@ from pycrdt import (
 class YClient:
     """One websocket client of a notebook room, holding its own copy of the document."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, document: YBaseDoc | None = None) -> None:
         self.url = url
-        self.notebook = YNotebook()
+        self.document = document if document is not None else YNotebook()
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
@@ -47,8 +48,8 @@ class YClient:
     async def connect(self, *, wait_synced: bool = True) -> None:
         self._ws = await websockets.connect(self.url, max_size=None)
         self._task = asyncio.create_task(self._receive())
-        self._sub = self.notebook.ydoc.observe(self._send_local_update)
-        await self._safe_send(create_sync_message(self.notebook.ydoc))
+        self._sub = self.document.ydoc.observe(self._send_local_update)
+        await self._safe_send(create_sync_message(self.document.ydoc))
         if wait_synced:
             await asyncio.wait(
                 [
@@ -83,7 +84,7 @@ class YClient:
                 if message[0] == YMessageType.SYNC:
                     self._applying = True
                     try:
-                        reply = handle_sync_message(message[1:], self.notebook.ydoc)
+                        reply = handle_sync_message(message[1:], self.document.ydoc)
                     finally:
                         self._applying = False
                     if reply is not None:
@@ -118,7 +119,7 @@ class YClient:
 
     async def disconnect(self) -> None:
         if self._sub is not None:
-            self.notebook.ydoc.unobserve(self._sub)
+            self.document.ydoc.unobserve(self._sub)
             self._sub = None
         if self._ws is not None:
             await self._ws.close()
@@ -127,6 +128,11 @@ class YClient:
                 await self._task
 
     # -- reading the document ------------------------------------------------------------
+
+    @property
+    def notebook(self) -> YNotebook:
+        assert isinstance(self.document, YNotebook)
+        return self.document
 
     def cell(self, cell_id: str) -> dict[str, Any]:
         for ycell in self.notebook.ycells:

@@ -173,3 +173,21 @@ async def test_collaborative_editing_and_save(lab: Server, pages: Pages):
     saved = (lab.root / path).read_text()
     assert saved.count('"hello\\n"') == 1
     assert "1 + 41" in saved
+
+
+async def test_text_files_open_and_save(lab: Server, pages: Pages):
+    (lab.root / "script.py").write_text("print('hi')\n")
+    page = await pages.new_page()
+    await page.goto(f"{lab.url}/lab/tree/script.py?reset&token={TOKEN}")
+    editor = page.locator(".jp-FileEditor .cm-content")
+    await editor.get_by_text("print('hi')").wait_for(timeout=60_000)
+    await editor.click()
+    await page.keyboard.press("Control+End")
+    await page.keyboard.type("# typed")
+    await page.keyboard.press("Control+s")
+    for _ in range(50):
+        if "# typed" in (lab.root / "script.py").read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert (lab.root / "script.py").read_text() == "print('hi')\n# typed"
+    await asyncio.sleep(6)  # past the frontend's 5 s "taking some time to load" dialog

@@ -51,8 +51,7 @@ class ExecuteHandler(ExtensionAPIHandler):
             raise web.HTTPError(409, f"kernel {kernel_id!r} is dead: restart it first")
         rooms: RoomManager = self.extension.room_manager
         try:
-            rooms.file_id_of(document_id)
-            room = await rooms.get_room(document_id)
+            room = await rooms.get_notebook_room(document_id)
         except RoomError as e:
             raise web.HTTPError(e.status, e.message) from e
         position, ycell = next(

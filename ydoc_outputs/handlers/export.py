@@ -25,7 +25,8 @@ class ExportHandler(ExtensionAPIHandler):
     @authorized("read")
     async def get(self, path: str) -> None:
         file_id = self.settings["file_id_manager"].get_id(path)
-        room = self.extension.room_manager.room(ROOM_PREFIX + file_id) if file_id else None
+        rooms = self.extension.room_manager
+        room = rooms.notebook_room(ROOM_PREFIX + file_id) if file_id else None
         if room is not None:
             text = notebook_json(room.ynotebook)
         else:

@@ -126,11 +126,11 @@ class KernelRunner:
             route = self._router.get(parent_id) if parent_id else None
             if route is None:
                 continue
-            room = self._rooms.room(route.document_id)
+            room = self._rooms.notebook_room(route.document_id)
             if room is None:
                 # Late output (a background thread) for a closed room: reopen it.
                 try:
-                    room = await self._rooms.get_room(route.document_id)
+                    room = await self._rooms.get_notebook_room(route.document_id)
                 except Exception:
                     log.warning("dropping output for %s: cannot reopen it", route.document_id)
                     continue
@@ -180,7 +180,7 @@ class KernelRunner:
                 continue
 
     async def _run(self, request: ExecutionRequest) -> None:
-        room = self._rooms.room(request.document_id)
+        room = self._rooms.notebook_room(request.document_id)
         if room is None:  # cannot happen while held, but never hang on it
             return
         room.reducer.start_cell(request.cell_id)
@@ -227,7 +227,7 @@ class KernelRunner:
 
     def _end(self, request: ExecutionRequest, ename: str | None, evalue: str | None) -> None:
         """End a request that will get no (more) kernel output, releasing its room."""
-        room = self._rooms.room(request.document_id)
+        room = self._rooms.notebook_room(request.document_id)
         if room is None:
             return
         if ename is not None and evalue is not None:

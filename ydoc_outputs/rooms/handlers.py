@@ -20,8 +20,9 @@ from pycrdt import Decoder, Encoder
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from .manager import ROOM_PREFIX, RoomError, RoomManager
-from .room import NotebookRoom
+from ..store.documents import KINDS, parse_room_name
+from .manager import RoomError, RoomManager
+from .room import DocumentRoom
 
 __all__ = ["RoomWebsocketHandler", "SessionHandler", "WebsocketChannel"]
 
@@ -61,12 +62,11 @@ class SessionHandler(CollaborationHandler, APIHandler):
         if not isinstance(body, dict):
             raise web.HTTPError(400, "body must be a JSON object")
         fmt, content_type = body.get("format"), body.get("type")
-        if (fmt, content_type) != ("json", "notebook"):
-            raise web.HTTPError(
-                400, f"only notebooks are served (format json, type notebook), got {body!r}"
-            )
+        if (fmt, content_type) not in KINDS:
+            served = ", ".join(f"{f}:{t}" for f, t in KINDS)
+            raise web.HTTPError(400, f"unsupported document {fmt}:{content_type}; served: {served}")
         if not await ensure_async(self.contents_manager.file_exists(path)):
-            raise web.HTTPError(404, f"no notebook at {path!r}")
+            raise web.HTTPError(404, f"no file at {path!r}")
         file_ids = self.settings["file_id_manager"]
         file_id = file_ids.get_id(path)
         status = 200
@@ -74,7 +74,7 @@ class SessionHandler(CollaborationHandler, APIHandler):
             file_id = file_ids.index(path)
             status = 201
         if file_id is None:
-            raise web.HTTPError(404, f"no notebook at {path!r}")
+            raise web.HTTPError(404, f"no file at {path!r}")
         self.set_status(status)
         self.finish(
             {
@@ -126,10 +126,10 @@ class WebsocketChannel:
 
 
 class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandler):
-    """``GET api/collaboration/room/{room}``: y-websocket sync of one notebook."""
+    """``GET api/collaboration/room/{room}``: y-websocket sync of one document."""
 
     _channel: WebsocketChannel | None = None
-    _room: NotebookRoom | None = None
+    _room: DocumentRoom | None = None
     _serving: asyncio.Task[None] | None = None
 
     def initialize(self) -> None:
@@ -149,8 +149,8 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         super().open()  # keep-alive pings
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
-        if not room_name.startswith(ROOM_PREFIX):
-            self.close(CLOSE_BAD_REQUEST, f"not a notebook room: {room_name}")
+        if parse_room_name(room_name) is None:
+            self.close(CLOSE_BAD_REQUEST, f"not a notebook or text file room: {room_name}"[:120])
             return
         if session_id is not None and session_id != manager.session_id:
             # The client holds a document from another server process: merging it
@@ -175,7 +175,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         self._channel = WebsocketChannel(self, room_name)
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
 
-    async def _serve(self, room: NotebookRoom, channel: WebsocketChannel) -> None:
+    async def _serve(self, room: DocumentRoom, channel: WebsocketChannel) -> None:
         try:
             await room.serve(channel)
         except Exception:

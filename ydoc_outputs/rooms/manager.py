@@ -13,15 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from jupyter_core.utils import ensure_async
-from jupyter_ydoc import YNotebook
 from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
-from ..store.notebook import notebook_dict, notebook_json
-from .room import NotebookRoom
+from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
+from .room import DocumentRoom, NotebookRoom
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
 
+#: Prefix of a notebook's room name, which is also its ``document_id``.
 ROOM_PREFIX = "json:notebook:"
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class RoomError(Exception):
 
 
 class RoomManager:
-    """Owns every open notebook room of this server process."""
+    """Owns every open room of this server process."""
 
     def __init__(
         self,
@@ -55,27 +55,41 @@ class RoomManager:
         self.limits = limits
         #: One id per server process; a client that holds another one must reload.
         self.session_id = str(uuid.uuid4())
-        self.rooms: dict[str, NotebookRoom] = {}
-        self._opening: dict[str, asyncio.Future[NotebookRoom]] = {}
+        self.rooms: dict[str, DocumentRoom] = {}
+        self._opening: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._cleanups: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[None]] = set()
 
     @staticmethod
-    def file_id_of(name: str) -> str:
-        """The file id in a room name ``json:notebook:{file_id}``; RoomError(400) if malformed."""
-        if not name.startswith(ROOM_PREFIX) or len(name) == len(ROOM_PREFIX):
-            raise RoomError(400, f"not a notebook room name: {name!r}")
-        return name[len(ROOM_PREFIX) :]
+    def parse(name: str) -> RoomKey:
+        """Parse a room name ``{format}:{type}:{file_id}``; RoomError(400) if not served."""
+        key = parse_room_name(name)
+        if key is None:
+            raise RoomError(400, f"not the name of a notebook or text file room: {name!r}")
+        return key
 
     def path_of(self, file_id: str) -> str | None:
         path: str | None = self._file_ids().get_path(file_id)
         return path
 
-    def room(self, name: str) -> NotebookRoom | None:
+    def room(self, name: str) -> DocumentRoom | None:
         """The open room of that name, if any."""
         return self.rooms.get(name)
 
-    async def get_room(self, name: str) -> NotebookRoom:
+    def notebook_room(self, name: str) -> NotebookRoom | None:
+        """The open notebook room of that name, if any."""
+        room = self.rooms.get(name)
+        return room if isinstance(room, NotebookRoom) else None
+
+    async def get_notebook_room(self, name: str) -> NotebookRoom:
+        """Like :meth:`get_room`; RoomError(400) if ``name`` is not a notebook's room."""
+        if self.parse(name).kind is not NOTEBOOK:
+            raise RoomError(400, f"not a notebook: {name!r}")
+        room = await self.get_room(name)
+        assert isinstance(room, NotebookRoom)
+        return room
+
+    async def get_room(self, name: str) -> DocumentRoom:
         """Return the open room ``name``, opening it from disk if needed."""
         room = self.rooms.get(name)
         if room is not None:
@@ -88,53 +102,52 @@ class RoomManager:
             opening.add_done_callback(lambda _f: self._opening.pop(name, None))
         return await asyncio.shield(opening)
 
-    async def _open(self, name: str) -> NotebookRoom:
-        file_id = self.file_id_of(name)
-        path = self.path_of(file_id)
+    async def _open(self, name: str) -> DocumentRoom:
+        key = self.parse(name)
+        path = self.path_of(key.file_id)
         if path is None:
-            raise RoomError(404, f"no file with id {file_id!r}")
+            raise RoomError(404, f"no file with id {key.file_id!r}")
+        kind = key.kind
         try:
-            model = await ensure_async(self._contents.get(path, content=True, type="notebook"))
+            model = await ensure_async(
+                self._contents.get(path, content=True, type=kind.type, format=kind.format)
+            )
         except HTTPError as e:
             status = 404 if e.status_code == 404 else 400
             raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e
-        room = NotebookRoom(
-            name,
-            file_id,
-            lambda ynb: self._save(file_id, ynb),
-            autosave_delay=self.autosave_delay,
-            limits=self.limits,
-        )
-        await room.start(model["content"])
-        room.ynotebook.path = path
-        # What is on disk now, so that merely opening a notebook never rewrites it.
-        room.autosaver.start(notebook_json(room.ynotebook))
+        room: DocumentRoom
+        if kind is NOTEBOOK:
+            room = NotebookRoom(
+                key, self._save, autosave_delay=self.autosave_delay, limits=self.limits
+            )
+        else:
+            room = DocumentRoom(key, self._save, autosave_delay=self.autosave_delay)
+        await room.start(model["content"], path)
         self.rooms[name] = room
         log.info("opened room %s for %s", name, path)
         return room
 
-    async def _save(self, file_id: str, ynotebook: YNotebook) -> str | None:
+    async def _save(self, room: DocumentRoom) -> str | None:
         """Save through the contents manager; return the file's new hash."""
-        path = self.path_of(file_id)
+        path = self.path_of(room.key.file_id)
         if path is None:
-            raise RoomError(404, f"no file with id {file_id!r}")
-        model = {"type": "notebook", "format": "json", "content": notebook_dict(ynotebook)}
-        await ensure_async(self._contents.save(model, path))
+            raise RoomError(404, f"no file with id {room.key.file_id!r}")
+        await ensure_async(self._contents.save(room.key.kind.model(room.doc), path))
         saved = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         file_hash: str | None = saved.get("hash")
         return file_hash
 
-    def hold(self, room: NotebookRoom) -> None:
+    def hold(self, room: DocumentRoom) -> None:
         """Keep ``room`` open: one of its cells is queued or running."""
         room.busy += 1
         self._cancel_cleanup(room.name)
 
-    def release(self, room: NotebookRoom) -> None:
+    def release(self, room: DocumentRoom) -> None:
         """One of ``room``'s executions ended."""
         room.busy = max(0, room.busy - 1)
         self.maybe_clean_up(room)
 
-    def maybe_clean_up(self, room: NotebookRoom) -> None:
+    def maybe_clean_up(self, room: DocumentRoom) -> None:
         """Schedule closing ``room`` if nobody needs it any more."""
         if room.clients or room.busy or room.name in self._cleanups:
             return
@@ -148,12 +161,12 @@ class RoomManager:
         if handle is not None:
             handle.cancel()
 
-    def _start_clean_up(self, room: NotebookRoom) -> None:
+    def _start_clean_up(self, room: DocumentRoom) -> None:
         task = asyncio.ensure_future(self._clean_up(room))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _clean_up(self, room: NotebookRoom) -> None:
+    async def _clean_up(self, room: DocumentRoom) -> None:
         self._cleanups.pop(room.name, None)
         if room.clients or room.busy or self.rooms.get(room.name) is not room:
             return

@@ -1,4 +1,7 @@
-"""One notebook's Y room: the YNotebook, its pycrdt-websocket room, writer and autosave."""
+"""One document's Y room: the shared document, its pycrdt-websocket room and autosave.
+
+A notebook room also holds the reducer and the writer of its kernel output.
+"""
 
 from __future__ import annotations
 
@@ -8,61 +11,63 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_ydoc import YNotebook
+from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import Channel
 from pycrdt.websocket import YRoom
 
 from ..outputs.reducer import OutputLimits, OutputReducer
 from ..store.autosave import Autosaver
-from ..store.notebook import load_notebook
-from ..ydoc.writer import OutputWriter
+from ..store.documents import RoomKey
+from ..ydoc.writer import SERVER_ORIGIN, OutputWriter
 
-__all__ = ["NotebookRoom"]
+__all__ = ["DocumentRoom", "NotebookRoom"]
 
 log = logging.getLogger(__name__)
 
+#: Saves a room's document and returns the file's new hash, if known.
+SaveRoom = Callable[["DocumentRoom"], Awaitable[str | None]]
 
-class NotebookRoom:
-    """A live notebook document shared by every client and by the kernel output writer.
+
+class DocumentRoom:
+    """A live document shared by every client of it.
 
     Attributes:
-        name: The room name, ``json:notebook:{file_id}``; also the document id.
-        file_id: The file id from jupyter-server-fileid, which survives renames.
-        ynotebook: The shared document.
-        reducer: Turns this notebook's kernel messages into output operations.
-        writer: Applies those operations to ``ynotebook``.
+        key: The room's name, parsed: the document kind and the file id, which
+            jupyter-server-fileid keeps across renames.
+        doc: The shared document.
     """
 
-    def __init__(
-        self,
-        name: str,
-        file_id: str,
-        save: Callable[[YNotebook], Awaitable[str | None]],
-        *,
-        autosave_delay: float,
-        limits: OutputLimits,
-    ) -> None:
-        self.name = name
-        self.file_id = file_id
-        self.ynotebook = YNotebook()
-        self.reducer = OutputReducer(limits)
-        self.writer = OutputWriter(self.ynotebook)
-        self.yroom = YRoom(ready=True, ydoc=self.ynotebook.ydoc, log=log)
+    def __init__(self, key: RoomKey, save: SaveRoom, *, autosave_delay: float) -> None:
+        self.key = key
+        self.doc: YBaseDoc = key.kind.new_document()
+        self.yroom = YRoom(ready=True, ydoc=self.doc.ydoc, log=log)
         self.yroom.on_message_error = self._on_message_error
-        self.autosaver = Autosaver(self.ynotebook, save, autosave_delay)
+        self.autosaver = Autosaver(
+            self.doc, lambda: key.kind.snapshot(self.doc), lambda: save(self), autosave_delay
+        )
         self._task: asyncio.Task[None] | None = None
-        #: Executions of this notebook's cells that are queued or running.
+        #: Executions of this document's cells that are queued or running.
         self.busy = 0
+
+    @property
+    def name(self) -> str:
+        """The room name, ``{format}:{type}:{file_id}``; a notebook's document id."""
+        return self.key.name
 
     @property
     def clients(self) -> set[Channel]:
         return self.yroom.clients
 
-    async def start(self, content: dict[str, Any]) -> None:
-        """Load ``content`` (the notebook on disk) and start serving."""
-        load_notebook(self.ynotebook, content)
+    async def start(self, content: Any, path: str) -> None:
+        """Load ``content`` (the file at ``path``, from the contents manager); start serving."""
+        self.key.kind.load(self.doc, content)
+        with self.doc.ydoc.transaction(origin=SERVER_ORIGIN):
+            self.doc.path = path
         self._task = asyncio.create_task(self.yroom.start())
         await self.yroom.started.wait()
         await self.yroom.ydoc_observed.wait()
+        # What is on disk now, so that merely opening a file never rewrites it.
+        self.autosaver.start(self.key.kind.snapshot(self.doc))
 
     async def serve(self, channel: Channel) -> None:
         """Serve one websocket client until it disconnects."""
@@ -82,3 +87,24 @@ class NotebookRoom:
         if close is not None:
             close(4400, "malformed message")
         return True
+
+
+class NotebookRoom(DocumentRoom):
+    """A notebook room, into which the server writes kernel output.
+
+    Attributes:
+        reducer: Turns this notebook's kernel messages into output operations.
+        writer: Applies those operations to ``ynotebook``.
+    """
+
+    def __init__(
+        self, key: RoomKey, save: SaveRoom, *, autosave_delay: float, limits: OutputLimits
+    ) -> None:
+        super().__init__(key, save, autosave_delay=autosave_delay)
+        self.reducer = OutputReducer(limits)
+        self.writer = OutputWriter(self.ynotebook)
+
+    @property
+    def ynotebook(self) -> YNotebook:
+        assert isinstance(self.doc, YNotebook)
+        return self.doc

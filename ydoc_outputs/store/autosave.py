@@ -1,4 +1,4 @@
-"""Autosave: write a room's notebook to disk through the contents manager, with no browser.
+"""Autosave: write a room's document to disk through the contents manager, with no browser.
 
 A change arms one timer; when it fires the current state is saved. Output that keeps
 streaming therefore reaches the disk every ``delay`` seconds, not only when it stops.
@@ -11,24 +11,35 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from jupyter_ydoc import YNotebook
+from jupyter_ydoc.ybasedoc import YBaseDoc
 
 from ..ydoc.writer import SERVER_ORIGIN
-from .notebook import notebook_json
 
 __all__ = ["Autosaver"]
 
 log = logging.getLogger(__name__)
 
-#: Saves the notebook and returns the new hash of the file, if known.
-SaveFunction = Callable[[YNotebook], Awaitable[str | None]]
-
 
 class Autosaver:
-    """Saves one YNotebook ``delay`` seconds after it changes."""
+    """Saves one shared document ``delay`` seconds after it changes."""
 
-    def __init__(self, ynotebook: YNotebook, save: SaveFunction, delay: float) -> None:
-        self._ynotebook = ynotebook
+    def __init__(
+        self,
+        doc: YBaseDoc,
+        snapshot: Callable[[], str],
+        save: Callable[[], Awaitable[str | None]],
+        delay: float,
+    ) -> None:
+        """Watch nothing yet; :meth:`start` begins.
+
+        Args:
+            doc: The document to watch.
+            snapshot: What saving the document would write now.
+            save: Saves the document; returns the file's new hash, if known.
+            delay: Seconds from a change to the save.
+        """
+        self._doc = doc
+        self._snapshot = snapshot
         self._save = save
         self._delay = delay
         self._timer: asyncio.TimerHandle | None = None
@@ -40,7 +51,7 @@ class Autosaver:
     def start(self, saved_text: str | None = None) -> None:
         """Watch the document. ``saved_text`` is what the disk holds now, if known."""
         self._last_saved = saved_text
-        self._subscription = self._ynotebook.ydoc.observe(self._on_change)
+        self._subscription = self._doc.ydoc.observe(self._on_change)
 
     def _on_change(self, _event: Any) -> None:
         if self._timer is None:
@@ -58,31 +69,31 @@ class Autosaver:
             log.exception("autosave failed")
 
     async def save_now(self) -> bool:
-        """Save if the notebook differs from what was last saved. Return True if written.
+        """Save if the document differs from what was last saved. Return True if written.
 
         Raises:
             Exception: whatever the contents manager raised; the next change retries.
         """
         async with self._lock:
-            text = notebook_json(self._ynotebook)
+            text = self._snapshot()
             changed = text != self._last_saved
             file_hash = None
             if changed:
-                file_hash = await self._save(self._ynotebook)
+                file_hash = await self._save()
                 self._last_saved = text
-            with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
-                if self._ynotebook.dirty:
-                    self._ynotebook.dirty = False
+            with self._doc.ydoc.transaction(origin=SERVER_ORIGIN):
+                if self._doc.dirty:
+                    self._doc.dirty = False
                 # The frontend reloads the file's metadata when the hash changes, so
                 # that its own "file changed on disk" check knows about our saves.
-                if file_hash is not None and self._ynotebook.hash != file_hash:
-                    self._ynotebook.hash = file_hash
+                if file_hash is not None and self._doc.hash != file_hash:
+                    self._doc.hash = file_hash
             return changed
 
     async def stop(self) -> None:
         """Stop watching and save what is left to save (errors are logged)."""
         if self._subscription is not None:
-            self._ynotebook.ydoc.unobserve(self._subscription)
+            self._doc.ydoc.unobserve(self._subscription)
             self._subscription = None
         if self._timer is not None:
             self._timer.cancel()

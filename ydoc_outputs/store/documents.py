@@ -1,0 +1,76 @@
+"""The kinds of shared documents a room can hold, and how each goes to and from disk.
+
+The stock collaboration frontend opens every document through a room: notebooks
+(``json:notebook``) and text files (``text:file``). Only notebooks run cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc.ybasedoc import YBaseDoc
+
+from ..ydoc.writer import SERVER_ORIGIN
+from .notebook import load_notebook, notebook_dict, notebook_json
+
+__all__ = ["KINDS", "NOTEBOOK", "TEXT_FILE", "DocumentKind", "RoomKey", "parse_room_name"]
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """A ``format:type`` pair of the wire contract and its contents-manager model."""
+
+    format: str
+    type: str
+
+    def new_document(self) -> YBaseDoc:
+        return YNotebook() if self is NOTEBOOK else YUnicode()
+
+    def load(self, doc: YBaseDoc, content: Any) -> None:
+        """Put the contents manager's ``content`` into ``doc``; users cannot undo it."""
+        if isinstance(doc, YNotebook):
+            load_notebook(doc, content)
+            return
+        with doc.ydoc.transaction(origin=SERVER_ORIGIN):
+            doc.set(content)
+            doc.dirty = False
+
+    def snapshot(self, doc: YBaseDoc) -> str:
+        """Exactly what saving ``doc`` writes, to tell whether a save is needed."""
+        if isinstance(doc, YNotebook):
+            return notebook_json(doc)
+        text: str = doc.get()
+        return text
+
+    def model(self, doc: YBaseDoc) -> dict[str, Any]:
+        """The contents-manager model that saves ``doc``."""
+        content = notebook_dict(doc) if isinstance(doc, YNotebook) else doc.get()
+        return {"type": self.type, "format": self.format, "content": content}
+
+
+NOTEBOOK = DocumentKind("json", "notebook")
+TEXT_FILE = DocumentKind("text", "file")
+KINDS = {(kind.format, kind.type): kind for kind in (NOTEBOOK, TEXT_FILE)}
+
+
+@dataclass(frozen=True)
+class RoomKey:
+    """A parsed room name, ``{format}:{type}:{file_id}``."""
+
+    kind: DocumentKind
+    file_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind.format}:{self.kind.type}:{self.file_id}"
+
+
+def parse_room_name(name: str) -> RoomKey | None:
+    """Parse a room name; None if it is malformed or names a kind we do not serve."""
+    parts = name.split(":", 2)
+    if len(parts) != 3 or not parts[2]:
+        return None
+    kind = KINDS.get((parts[0], parts[1]))
+    return RoomKey(kind, parts[2]) if kind is not None else None
