@@ -257,3 +257,19 @@ async def test_text_files_are_shared_and_saved(server: Server, session: Session)
     )
     assert unsupported.status_code == 400
     assert "unsupported" in unsupported.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("GET", "/api/collaboration/timeline/x.ipynb?format=json&type=notebook"),
+        ("PUT", "/api/collaboration/fork/json:notebook:abc"),
+        ("PUT", "/api/collaboration/undo_redo/json:notebook:abc"),
+    ],
+)
+async def test_unimplemented_collaboration_features_answer_501(
+    server: Server, session: Session, method: str, url: str
+):
+    r = await session.http.request(method, url, content=b"{}")
+    assert r.status_code == 501
+    assert "not implement" in r.json()["message"]

@@ -9,6 +9,7 @@ from traitlets import Float, Int
 
 from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
+from .handlers.unsupported import UnsupportedHandler
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
@@ -81,6 +82,7 @@ class YdocOutputsApp(ExtensionApp):
                 (r"/api/collaboration/room/(.*)", RoomWebsocketHandler),
                 (rf"/api/kernels/{_kernel_id}/execute", ExecuteHandler),
                 (r"/api/ydoc-outputs/export/(.*)", ExportHandler),
+                (r"/api/collaboration/(timeline|fork|undo_redo)(/.*)?", UnsupportedHandler),
             ]
         )
 
