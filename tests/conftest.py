@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nbformat
 import pytest
 
 from .yclient import YClient
@@ -84,7 +86,15 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as in a crash."""
+        self.proc.kill()
+        self.proc.wait(20)
+        self._log.close()
+
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(20)
@@ -121,6 +131,20 @@ def write_notebook(root: Path, name: str, sources: list[str]) -> tuple[str, list
     }  # fmt: skip
     (root / name).write_text(json.dumps(nb))
     return name, ids
+
+
+async def read_saved(path: Path) -> Any:
+    """Read a notebook the server may be rewriting right now.
+
+    Jupyter's file writer rewrites a file in place, so a reader can catch it half
+    written; read again once the writer is done.
+    """
+    for _ in range(100):
+        try:
+            return nbformat.reads(path.read_text(), as_version=4)
+        except nbformat.reader.NotJSONError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} never became readable")
 
 
 class Session:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import nbformat
 import pytest
 import websockets
 from jupyter_ydoc import YUnicode
 from pycrdt import Text
 
-from .conftest import TOKEN, Server, Session, write_notebook
+from .conftest import TOKEN, Server, Session, read_saved, write_notebook
 from .test_execution import run_to_idle, stream_text
 from .yclient import YClient
 
@@ -29,7 +28,7 @@ async def test_room_outlives_its_clients_while_its_kernel_runs(server: Server, s
     await asyncio.sleep(4.5)  # the run, then well past the clean-up delay
     expected = "".join(f"{i}\n" for i in range(15))
     # Saved to disk with no browser involved ...
-    saved = nbformat.read(server.root / path, as_version=4)
+    saved = await read_saved(server.root / path)
     assert saved.cells[0].outputs[0]["text"] == expected
     # ... and there for a client that connects afterwards.
     client = await session.client(path)
@@ -201,7 +200,7 @@ async def test_late_output_reopens_a_closed_room(server: Server, session: Sessio
     text = ""
     for _ in range(150):
         await asyncio.sleep(0.1)
-        saved = nbformat.read(server.root / path, as_version=4)
+        saved = await read_saved(server.root / path)
         text = stream_text(saved.cells[0].outputs)
         if "from a thread" in text:
             break

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int
+from traitlets import Float, Int, Unicode
 
 from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
@@ -14,6 +16,7 @@ from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
 from .rooms.manager import RoomManager
+from .store.ystore import UpdateStore
 
 __all__ = ["YdocOutputsApp"]
 
@@ -48,6 +51,18 @@ class YdocOutputsApp(ExtensionApp):
         help="A stream output longer than this continues in a new stream output at the "
         "next line, so that appending stays cheap however much a cell prints.",
     )
+    store_path = Unicode(
+        "",
+        config=True,
+        help="SQLite file holding every Y update of every room, so that output survives a "
+        "server restart or crash. Empty: ydoc_outputs/updates.db in the Jupyter data dir.",
+    )
+    store_squash_after = Float(
+        3600.0,
+        config=True,
+        help="When a room closes, its stored Y history older than this many seconds is "
+        "squashed into one update, so the store does not grow without bound.",
+    )
     max_body_bytes = Int(
         64 * 1024,
         config=True,
@@ -66,6 +81,10 @@ class YdocOutputsApp(ExtensionApp):
             cleanup_delay=self.room_cleanup_delay,
             autosave_delay=self.autosave_delay,
             limits=OutputLimits(stream_segment_chars=self.stream_segment_chars),
+            store=UpdateStore(
+                self.store_path or Path(jupyter_data_dir()) / "ydoc_outputs" / "updates.db"
+            ),
+            squash_after=self.store_squash_after,
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager, self.room_manager, self.run_order_window

@@ -152,7 +152,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         if parse_room_name(room_name) is None:
             self.close(CLOSE_BAD_REQUEST, f"not a notebook or text file room: {room_name}"[:120])
             return
-        if session_id is not None and session_id != manager.session_id:
+        if session_id is not None and not await manager.accepts_session(session_id):
             # The client holds a document from another server process: merging it
             # could duplicate cells, so it must reload (the frontend offers a dialog).
             reason = {"reason": "unknown_session", "sessionId": manager.session_id}

@@ -17,6 +17,7 @@ from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
 from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
+from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
@@ -47,6 +48,8 @@ class RoomManager:
         cleanup_delay: float,
         autosave_delay: float,
         limits: OutputLimits,
+        store: UpdateStore | None = None,
+        squash_after: float | None = None,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -59,6 +62,36 @@ class RoomManager:
         self._opening: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._cleanups: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        #: Y updates of every room, so that rooms survive a server restart or crash.
+        self.store = store
+        self.squash_after = squash_after
+        self._store_started: asyncio.Future[None] | None = None
+
+    async def start_store(self) -> None:
+        """Open the update store (once) and record this process's session id in it."""
+        if self.store is None:
+            return
+        if self._store_started is None:
+            self._store_started = asyncio.ensure_future(self._start_store(self.store))
+        await asyncio.shield(self._store_started)
+
+    async def _start_store(self, store: UpdateStore) -> None:
+        await store.start()
+        await store.add_session(self.session_id)
+
+    async def accepts_session(self, session_id: str) -> bool:
+        """Whether a client that got ``session_id`` from this server may sync as it is.
+
+        Ids of earlier processes are accepted when they used the same update store:
+        rooms are rebuilt from it, so the client's copy shares their Y history and
+        merging it duplicates nothing.
+        """
+        if session_id == self.session_id:
+            return True
+        if self.store is None:
+            return False
+        await self.start_store()
+        return await self.store.known_session(session_id)
 
     @staticmethod
     def parse(name: str) -> RoomKey:
@@ -110,19 +143,33 @@ class RoomManager:
         kind = key.kind
         try:
             model = await ensure_async(
-                self._contents.get(path, content=True, type=kind.type, format=kind.format)
+                self._contents.get(
+                    path, content=True, type=kind.type, format=kind.format, require_hash=True
+                )
             )
         except HTTPError as e:
             status = 404 if e.status_code == 404 else 400
             raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e
+        file_hash: str | None = model.get("hash")
+        store = self.store
+        disk_is_ours = False
+        if store is not None:
+            await self.start_store()
+            disk_is_ours = file_hash is not None and await store.saved(key.file_id) == file_hash
+        options: dict[str, Any] = {
+            "autosave_delay": self.autosave_delay,
+            "store": store,
+            "squash_after": self.squash_after,
+        }
         room: DocumentRoom
         if kind is NOTEBOOK:
-            room = NotebookRoom(
-                key, self._save, autosave_delay=self.autosave_delay, limits=self.limits
-            )
+            room = NotebookRoom(key, self._save, limits=self.limits, **options)
         else:
-            room = DocumentRoom(key, self._save, autosave_delay=self.autosave_delay)
-        await room.start(model["content"], path)
+            room = DocumentRoom(key, self._save, **options)
+        await room.start(model["content"], path, disk_is_ours)
+        if store is not None and file_hash is not None:
+            # The document now agrees with this file: a later open may trust the store.
+            await store.set_saved(key.file_id, file_hash)
         self.rooms[name] = room
         log.info("opened room %s for %s", name, path)
         return room
@@ -135,6 +182,8 @@ class RoomManager:
         await ensure_async(self._contents.save(room.key.kind.model(room.doc), path))
         saved = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         file_hash: str | None = saved.get("hash")
+        if self.store is not None and file_hash is not None:
+            await self.store.set_saved(room.key.file_id, file_hash)
         return file_hash
 
     def hold(self, room: DocumentRoom) -> None:
@@ -181,3 +230,5 @@ class RoomManager:
         rooms, self.rooms = list(self.rooms.values()), {}
         for room in rooms:
             await room.stop()
+        if self.store is not None and self._store_started is not None:
+            await self.store.stop()

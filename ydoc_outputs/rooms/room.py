@@ -15,12 +15,25 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import Channel
 from pycrdt.websocket import YRoom
 
+from ..outputs.ops import KernelMessage
 from ..outputs.reducer import OutputLimits, OutputReducer
 from ..store.autosave import Autosaver
 from ..store.documents import RoomKey
+from ..store.persistence import RoomPersistence
+from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
+
+_SERVER_RESTARTED: KernelMessage = {
+    "header": {"msg_type": "error"},
+    "content": {
+        "ename": "ServerRestarted",
+        "evalue": "the server restarted while this cell ran; later output was lost",
+        "traceback": ["ServerRestarted: the server restarted while this cell ran"],
+    },
+}
+_IDLE: KernelMessage = {"header": {"msg_type": "status"}, "content": {"execution_state": "idle"}}
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +50,23 @@ class DocumentRoom:
         doc: The shared document.
     """
 
-    def __init__(self, key: RoomKey, save: SaveRoom, *, autosave_delay: float) -> None:
+    def __init__(
+        self,
+        key: RoomKey,
+        save: SaveRoom,
+        *,
+        autosave_delay: float,
+        store: UpdateStore | None = None,
+        squash_after: float | None = None,
+    ) -> None:
         self.key = key
         self.doc: YBaseDoc = key.kind.new_document()
+        self.persistence = (
+            RoomPersistence(store, key.file_id, self.doc.ydoc) if store is not None else None
+        )
+        self._squash_after = squash_after
+        #: Whether the document was rebuilt from the update store (not only from disk).
+        self.restored = False
         self.yroom = YRoom(ready=True, ydoc=self.doc.ydoc, log=log)
         self.yroom.on_message_error = self._on_message_error
         self.autosaver = Autosaver(
@@ -58,9 +85,19 @@ class DocumentRoom:
     def clients(self) -> set[Channel]:
         return self.yroom.clients
 
-    async def start(self, content: Any, path: str) -> None:
-        """Load ``content`` (the file at ``path``, from the contents manager); start serving."""
-        self.key.kind.load(self.doc, content)
+    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
+        """Load the file at ``path`` (``content``, from the contents manager); start serving.
+
+        With an update store, the document is first rebuilt from its stored updates.
+        The file is then loaded on top (a granular update: unchanged cells are kept)
+        unless ``disk_is_ours``, i.e. it is what this room last saved or loaded: after a
+        crash the store holds newer output than the file.
+        """
+        if self.persistence is not None:
+            self.restored = await self.persistence.restore()
+            self.persistence.start()
+        if not (self.restored and disk_is_ours):
+            self.key.kind.load(self.doc, content)
         with self.doc.ydoc.transaction(origin=SERVER_ORIGIN):
             self.doc.path = path
         self._task = asyncio.create_task(self.yroom.start())
@@ -76,6 +113,8 @@ class DocumentRoom:
     async def stop(self) -> None:
         """Save what is unsaved, then stop the room."""
         await self.autosaver.stop()
+        if self.persistence is not None:
+            await self.persistence.stop(self._squash_after)
         if self._task is not None:
             await self.yroom.stop()
             self._task.cancel()
@@ -98,11 +137,34 @@ class NotebookRoom(DocumentRoom):
     """
 
     def __init__(
-        self, key: RoomKey, save: SaveRoom, *, autosave_delay: float, limits: OutputLimits
+        self,
+        key: RoomKey,
+        save: SaveRoom,
+        *,
+        autosave_delay: float,
+        limits: OutputLimits,
+        store: UpdateStore | None = None,
+        squash_after: float | None = None,
     ) -> None:
-        super().__init__(key, save, autosave_delay=autosave_delay)
+        super().__init__(
+            key, save, autosave_delay=autosave_delay, store=store, squash_after=squash_after
+        )
         self.reducer = OutputReducer(limits)
         self.writer = OutputWriter(self.ynotebook)
+
+    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
+        await super().start(content, path, disk_is_ours)
+        if self.restored:
+            self._end_interrupted_runs()
+
+    def _end_interrupted_runs(self) -> None:
+        """Cells left running by an earlier server process will get no more output."""
+        for ycell in self.ynotebook.ycells:
+            if ycell.get("cell_type") == "code" and ycell.get("execution_state") == "running":
+                cell_id = str(ycell.get("id"))
+                self.reducer.feed(cell_id, _SERVER_RESTARTED)
+                self.reducer.feed(cell_id, _IDLE)
+        self.writer.apply(self.reducer.flush())
 
     @property
     def ynotebook(self) -> YNotebook:
