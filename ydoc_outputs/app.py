@@ -63,6 +63,13 @@ class YdocOutputsApp(ExtensionApp):
         help="When a room closes, its stored Y history older than this many seconds is "
         "squashed into one update, so the store does not grow without bound.",
     )
+    file_poll_interval = Float(
+        1.0,
+        config=True,
+        help="Seconds between checks of an open document's file: a file changed by another "
+        "program is reloaded into its room, a rename updates its path, a deletion ends it. "
+        "0 disables the checks.",
+    )
     max_body_bytes = Int(
         64 * 1024,
         config=True,
@@ -85,6 +92,7 @@ class YdocOutputsApp(ExtensionApp):
                 self.store_path or Path(jupyter_data_dir()) / "ydoc_outputs" / "updates.db"
             ),
             squash_after=self.store_squash_after,
+            file_poll_interval=self.file_poll_interval,
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager, self.room_manager, self.run_order_window

@@ -19,6 +19,7 @@ from ..outputs.reducer import OutputLimits
 from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
+from .watcher import CLOSE_FILE_DELETED, FileWatcher
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
 
@@ -50,6 +51,7 @@ class RoomManager:
         limits: OutputLimits,
         store: UpdateStore | None = None,
         squash_after: float | None = None,
+        file_poll_interval: float = 1.0,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -66,6 +68,7 @@ class RoomManager:
         self.store = store
         self.squash_after = squash_after
         self._store_started: asyncio.Future[None] | None = None
+        self.watcher = FileWatcher(self, contents_manager, file_poll_interval)
 
     async def start_store(self) -> None:
         """Open the update store (once) and record this process's session id in it."""
@@ -167,6 +170,8 @@ class RoomManager:
         else:
             room = DocumentRoom(key, self._save, **options)
         await room.start(model["content"], path, disk_is_ours)
+        room.file_hash = file_hash
+        self.watcher.start()
         if store is not None and file_hash is not None:
             # The document now agrees with this file: a later open may trust the store.
             await store.set_saved(key.file_id, file_hash)
@@ -175,13 +180,19 @@ class RoomManager:
         return room
 
     async def _save(self, room: DocumentRoom) -> str | None:
-        """Save through the contents manager; return the file's new hash."""
+        """Save through the contents manager; return the file's new hash.
+
+        A file that another program changed since is reloaded instead, not overwritten.
+        """
         path = self.path_of(room.key.file_id)
         if path is None:
             raise RoomError(404, f"no file with id {room.key.file_id!r}")
+        if await self.watcher.sync_from_disk(room, path):
+            return room.file_hash
         await ensure_async(self._contents.save(room.key.kind.model(room.doc), path))
         saved = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         file_hash: str | None = saved.get("hash")
+        room.file_hash = file_hash
         if self.store is not None and file_hash is not None:
             await self.store.set_saved(room.key.file_id, file_hash)
         return file_hash
@@ -223,8 +234,22 @@ class RoomManager:
         log.info("closing room %s", room.name)
         await room.stop()
 
+    async def close_deleted(self, room: DocumentRoom) -> None:
+        """End the room of a deleted file, without saving it back to life."""
+        if self.rooms.get(room.name) is not room:
+            return
+        log.info("the file of %s was deleted: closing the room", room.name)
+        del self.rooms[room.name]
+        self._cancel_cleanup(room.name)
+        room.autosaver.enabled = False
+        room.close_clients(CLOSE_FILE_DELETED, "the file was deleted")
+        await room.stop()
+        if self.store is not None:
+            await self.store.forget(room.key.file_id)
+
     async def stop(self) -> None:
         """Save and close every room (server shutdown)."""
+        await self.watcher.stop()
         for name in list(self._cleanups):
             self._cancel_cleanup(name)
         rooms, self.rooms = list(self.rooms.values()), {}

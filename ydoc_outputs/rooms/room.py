@@ -67,6 +67,8 @@ class DocumentRoom:
         self._squash_after = squash_after
         #: Whether the document was rebuilt from the update store (not only from disk).
         self.restored = False
+        #: Hash of the file as last loaded or saved by this room (to see outside changes).
+        self.file_hash: str | None = None
         self.yroom = YRoom(ready=True, ydoc=self.doc.ydoc, log=log)
         self.yroom.on_message_error = self._on_message_error
         self.autosaver = Autosaver(
@@ -109,6 +111,13 @@ class DocumentRoom:
     async def serve(self, channel: Channel) -> None:
         """Serve one websocket client until it disconnects."""
         await self.yroom.serve(channel)
+
+    def close_clients(self, code: int, reason: str) -> None:
+        """Close every client's websocket (e.g. the file was deleted)."""
+        for client in list(self.clients):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close(code, reason)
 
     async def stop(self) -> None:
         """Save what is unsaved, then stop the room."""

@@ -45,7 +45,9 @@ class Autosaver:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_saved: str | None = None
-        self._lock = asyncio.Lock()
+        #: Held while saving; an out-of-band reload takes it too, so the two never mix.
+        self.lock = asyncio.Lock()
+        self.enabled = True
         self._subscription: Any = None
 
     def start(self, saved_text: str | None = None) -> None:
@@ -74,9 +76,9 @@ class Autosaver:
         Raises:
             Exception: whatever the contents manager raised; the next change retries.
         """
-        async with self._lock:
+        async with self.lock:
             text = self._snapshot()
-            changed = text != self._last_saved
+            changed = self.enabled and text != self._last_saved
             file_hash = None
             if changed:
                 file_hash = await self._save()
@@ -89,6 +91,10 @@ class Autosaver:
                 if file_hash is not None and self._doc.hash != file_hash:
                     self._doc.hash = file_hash
             return changed
+
+    def mark_saved(self, text: str) -> None:
+        """The file on disk now holds ``text`` (it was just loaded from it)."""
+        self._last_saved = text
 
     async def stop(self) -> None:
         """Stop watching and save what is left to save (errors are logged)."""

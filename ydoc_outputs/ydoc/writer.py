@@ -77,7 +77,8 @@ class OutputWriter:
                 self._apply_one(ycell, op)
                 applied += 1
         if applied < len(ops):
-            log.debug("dropped %d output operations for missing cells", len(ops) - applied)
+            missing = sorted({op.cell_id for op in ops} - set(cells))
+            log.info("dropped output for cells that no longer exist: %s", ", ".join(missing))
         return applied
 
     def _index_cells(self, wanted: set[str]) -> dict[str, Map[Any]]:

@@ -1,0 +1,100 @@
+"""The file behind a room: outside changes, renames and deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nbformat
+
+from .conftest import Server, Session, read_saved, write_notebook
+from .test_execution import run_to_idle, stream_text
+
+SLOW = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.15)"
+
+
+def with_new_cell(nb: dict, source: str, cell_id: str) -> dict:
+    cell = {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {},
+            "outputs": [], "source": source}  # fmt: skip
+    return {**nb, "cells": [*nb["cells"], cell]}
+
+
+async def test_outside_change_reaches_clients_and_running_output_stays(
+    server: Server, session: Session
+):
+    path, [cell] = write_notebook(server.root, "outside.ipynb", [SLOW])
+    kernel = await session.start_kernel()
+    client = await session.client(path)
+    room = (await session.open(path))["room"]
+    await session.execute(kernel, room, cell)
+    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    # Another program rewrites the file (a git checkout of the clean notebook, plus a new
+    # cell): the running cell is kept (same id), without outputs.
+    on_disk = json.loads((server.root / path).read_text())
+    for c in on_disk["cells"]:
+        c["outputs"] = []
+    (server.root / path).write_text(json.dumps(with_new_cell(on_disk, "'added'", "added")))
+    await client.wait_for(lambda: len(client.notebook.ycells) == 2, timeout=5)
+    assert client.cell("added")["source"] == "'added'"
+    await run_to_idle(client, cell)
+    # The file on disk won (its outputs are empty); the output printed after the reload
+    # went into the cell, in order, once.
+    numbers = [int(n) for n in stream_text(client.outputs(cell)).split()]
+    assert numbers == list(range(numbers[0], 20))
+    await client.disconnect()
+
+
+async def test_output_of_a_cell_deleted_on_disk_is_dropped(server: Server, session: Session):
+    path, [cell, other] = write_notebook(server.root, "dropped-cell.ipynb", [SLOW, "1"])
+    kernel = await session.start_kernel()
+    client = await session.client(path)
+    room = (await session.open(path))["room"]
+    await session.execute(kernel, room, cell)
+    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    on_disk = json.loads((server.root / path).read_text())
+    on_disk["cells"] = [c for c in on_disk["cells"] if c["id"] == other]
+    (server.root / path).write_text(json.dumps(on_disk))
+    await client.wait_for(lambda: len(client.notebook.ycells) == 1, timeout=5)
+    # The server goes on serving: the remaining cell still runs.
+    await asyncio.sleep(3.5)
+    assert [c["id"] for c in client.notebook.ycells.to_py()] == [other]
+    await session.execute(kernel, room, other)
+    await run_to_idle(client, other)
+    assert client.outputs(other)[0]["data"]["text/plain"] == "1"
+    await client.disconnect()
+
+
+async def test_rename_mid_run_keeps_output_flowing(server: Server, session: Session):
+    path, [cell] = write_notebook(server.root, "before.ipynb", [SLOW])
+    kernel = await session.start_kernel()
+    client = await session.client(path)
+    room = (await session.open(path))["room"]
+    await session.execute(kernel, room, cell)
+    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    r = await session.http.patch(f"/api/contents/{path}", json={"path": "after.ipynb"})
+    assert r.status_code == 200, r.text
+    await client.wait_for(lambda: client.notebook.path == "after.ipynb", timeout=5)
+    await run_to_idle(client, cell)
+    expected = "".join(f"{i}\n" for i in range(20))
+    assert stream_text(client.outputs(cell)) == expected
+    exported = nbformat.reads(await session.export("after.ipynb"), as_version=4)
+    assert stream_text(exported.cells[0].outputs) == expected
+    for _ in range(50):
+        saved = await read_saved(server.root / "after.ipynb")
+        if stream_text(saved.cells[0].outputs) == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert stream_text(saved.cells[0].outputs) == expected
+    assert not (server.root / "before.ipynb").exists()
+    await client.disconnect()
+
+
+async def test_deleting_the_file_ends_its_room(server: Server, session: Session):
+    path, _ = write_notebook(server.root, "deleted.ipynb", ["1"])
+    client = await session.client(path)
+    r = await session.http.delete(f"/api/contents/{path}")
+    assert r.status_code == 204
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert client.close_code == 4404
+    await asyncio.sleep(1.5)
+    assert not (server.root / path).exists()  # not saved back to life

@@ -1,0 +1,91 @@
+"""Watch the files of open rooms: outside changes, renames and deletions.
+
+A file changed by another program (git checkout, an editor) is reloaded into its
+room, and connected clients see the change; a rename (tracked by file id) updates the
+document's path; a deleted file ends its room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.utils import ensure_async
+
+from ..ydoc.writer import SERVER_ORIGIN
+from .room import DocumentRoom
+
+if TYPE_CHECKING:
+    from .manager import RoomManager
+
+__all__ = ["FileWatcher"]
+
+log = logging.getLogger(__name__)
+
+#: Close code for clients of a room whose file was deleted.
+CLOSE_FILE_DELETED = 4404
+
+
+class FileWatcher:
+    """Polls the file of every open room every ``interval`` seconds."""
+
+    def __init__(self, manager: RoomManager, contents: Any, interval: float) -> None:
+        self._manager = manager
+        self._contents = contents
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self._interval > 0:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            for room in list(self._manager.rooms.values()):
+                try:
+                    await self.check(room)
+                except Exception:
+                    log.exception("could not check the file of %s", room.name)
+
+    async def check(self, room: DocumentRoom) -> None:
+        """Bring ``room`` up to date with its file."""
+        path = self._manager.path_of(room.key.file_id)
+        if path is None or not await ensure_async(self._contents.file_exists(path)):
+            await self._manager.close_deleted(room)
+            return
+        if room.doc.path != path:
+            with room.doc.ydoc.transaction(origin=SERVER_ORIGIN):
+                room.doc.path = path
+        if room.autosaver.lock.locked():
+            return  # a save is being written; it checks the file itself first
+        async with room.autosaver.lock:
+            await self.sync_from_disk(room, path)
+
+    async def sync_from_disk(self, room: DocumentRoom, path: str) -> bool:
+        """Reload the file into ``room`` if another program changed it; True if it did.
+
+        The caller holds the room's autosave lock.
+        """
+        model = await ensure_async(self._contents.get(path, content=False, require_hash=True))
+        if model.get("hash") in (None, room.file_hash):
+            return False
+        kind = room.key.kind
+        model = await ensure_async(
+            self._contents.get(
+                path, content=True, type=kind.type, format=kind.format, require_hash=True
+            )
+        )
+        log.info("%s changed on disk: reloading it into %s", path, room.name)
+        kind.load(room.doc, model["content"])
+        room.file_hash = model.get("hash")
+        room.autosaver.mark_saved(kind.snapshot(room.doc))
+        if self._manager.store is not None and room.file_hash is not None:
+            await self._manager.store.set_saved(room.key.file_id, room.file_hash)
+        return True
