@@ -1,0 +1,89 @@
+"""The SQLite update store on its own: append, load, squash, forget, sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_ydoc import YNotebook
+
+from ydoc_outputs.store.ystore import UpdateStore
+
+
+def notebook_updates(count: int) -> tuple[YNotebook, list[bytes]]:
+    nb = YNotebook()
+    updates: list[bytes] = []
+    nb.ydoc.observe(lambda event: updates.append(event.update))
+    nb.set(
+        {
+            "cells": [
+                {"cell_type": "code", "id": "c", "metadata": {}, "outputs": [],
+                 "execution_count": None, "source": ""}
+            ],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+        }
+    )  # fmt: skip
+    source = nb.ycells[0]["source"]
+    for i in range(count):
+        source += f"{i}\n"
+    return nb, updates
+
+
+def rebuilt(updates: list[bytes]) -> dict:
+    nb = YNotebook()
+    for update in updates:
+        nb.ydoc.apply_update(update)
+    return nb.get()
+
+
+async def test_append_load_squash_and_forget(tmp_path: Path):
+    store = UpdateStore(tmp_path / "sub" / "updates.db")
+    await store.start()
+    try:
+        nb, updates = notebook_updates(200)
+        for i in range(0, len(updates), 7):
+            await store.append("doc", updates[i : i + 7])
+        await store.append("other", updates[:1])
+        stored = await store.load("doc")
+        assert stored == updates
+        assert rebuilt(stored) == nb.get()
+
+        merged_away = await store.squash("doc", older_than=0)
+        assert merged_away == len(updates) - 1
+        squashed = await store.load("doc")
+        assert len(squashed) == 1
+        assert rebuilt(squashed) == nb.get()
+        # Updates appended after a squash still apply on top of it.
+        source = nb.ycells[0]["source"]
+        more: list[bytes] = []
+        nb.ydoc.observe(lambda event: more.append(event.update))
+        source += "after\n"
+        await store.append("doc", more)
+        assert rebuilt(await store.load("doc")) == nb.get()
+        # Recent history is kept as it is.
+        assert await store.squash("doc", older_than=3600) == 0
+
+        await store.forget("doc")
+        assert await store.load("doc") == []
+        assert await store.load("other") == updates[:1]
+    finally:
+        await store.stop()
+
+
+async def test_saved_hashes_and_sessions_survive_a_reopen(tmp_path: Path):
+    path = tmp_path / "updates.db"
+    store = UpdateStore(path)
+    await store.start()
+    await store.set_saved("doc", "hash-1")
+    await store.set_saved("doc", "hash-2")
+    await store.add_session("session-a")
+    await store.stop()
+
+    again = UpdateStore(path)
+    await again.start()
+    try:
+        assert await again.saved("doc") == "hash-2"
+        assert await again.saved("unknown") is None
+        assert await again.known_session("session-a")
+        assert not await again.known_session("session-b")
+    finally:
+        await again.stop()
