@@ -53,10 +53,7 @@ async def test_sigkill_loses_at_most_the_last_second(dirs: tuple[Path, Path]):
     second = start(root, home)
     try:
         # The client still holds its old document and reconnects with its old session id.
-        client.url = second.ws_url(info["room"], info["sessionId"])
-        client.synced.clear()
-        client.closed.clear()
-        await client.connect()
+        await client.reconnect(second.ws_url(info["room"], info["sessionId"]))
         fresh_session = Session(second, second.http())
         fresh = await fresh_session.client(path)
         for c in (client, fresh):
@@ -96,10 +93,7 @@ async def test_restart_keeps_the_document_and_accepts_old_sessions(dirs: tuple[P
 
     second = start(root, home)
     try:
-        client.url = second.ws_url(info["room"], info["sessionId"])
-        client.synced.clear()
-        client.closed.clear()
-        await client.connect()
+        await client.reconnect(second.ws_url(info["room"], info["sessionId"]))
         assert len(client.notebook.ycells) == 1
         assert client.outputs(cell) == [
             {"output_type": "stream", "name": "stdout", "text": "kept\n"}

@@ -13,6 +13,17 @@ from .test_execution import run_to_idle, stream_text
 SLOW = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.15)"
 
 
+async def start_slow_run(server: Server, session: Session, name: str, sources: list[str]):
+    """Open a notebook, connect a client and run its first cell until it has printed."""
+    path, cells = write_notebook(server.root, name, sources)
+    kernel = await session.start_kernel()
+    client = await session.client(path)
+    room = (await session.open(path))["room"]
+    await session.execute(kernel, room, cells[0])
+    await client.wait_for(lambda: stream_text(client.outputs(cells[0])).startswith("0\n"))
+    return path, cells, kernel, room, client
+
+
 def with_new_cell(nb: dict, source: str, cell_id: str) -> dict:
     cell = {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {},
             "outputs": [], "source": source}  # fmt: skip
@@ -22,12 +33,7 @@ def with_new_cell(nb: dict, source: str, cell_id: str) -> dict:
 async def test_outside_change_reaches_clients_and_running_output_stays(
     server: Server, session: Session
 ):
-    path, [cell] = write_notebook(server.root, "outside.ipynb", [SLOW])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
-    await session.execute(kernel, room, cell)
-    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    path, [cell], _, _, client = await start_slow_run(server, session, "outside.ipynb", [SLOW])
     # Another program rewrites the file (a git checkout of the clean notebook, plus a new
     # cell): the running cell is kept (same id), without outputs.
     on_disk = json.loads((server.root / path).read_text())
@@ -45,12 +51,9 @@ async def test_outside_change_reaches_clients_and_running_output_stays(
 
 
 async def test_output_of_a_cell_deleted_on_disk_is_dropped(server: Server, session: Session):
-    path, [cell, other] = write_notebook(server.root, "dropped-cell.ipynb", [SLOW, "1"])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
-    await session.execute(kernel, room, cell)
-    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    path, [_, other], kernel, room, client = await start_slow_run(
+        server, session, "dropped-cell.ipynb", [SLOW, "1"]
+    )
     on_disk = json.loads((server.root / path).read_text())
     on_disk["cells"] = [c for c in on_disk["cells"] if c["id"] == other]
     (server.root / path).write_text(json.dumps(on_disk))
@@ -65,12 +68,7 @@ async def test_output_of_a_cell_deleted_on_disk_is_dropped(server: Server, sessi
 
 
 async def test_rename_mid_run_keeps_output_flowing(server: Server, session: Session):
-    path, [cell] = write_notebook(server.root, "before.ipynb", [SLOW])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
-    await session.execute(kernel, room, cell)
-    await client.wait_for(lambda: stream_text(client.outputs(cell)).startswith("0\n"))
+    path, [cell], _, _, client = await start_slow_run(server, session, "before.ipynb", [SLOW])
     r = await session.http.patch(f"/api/contents/{path}", json={"path": "after.ipynb"})
     assert r.status_code == 200, r.text
     await client.wait_for(lambda: client.notebook.path == "after.ipynb", timeout=5)

@@ -63,6 +63,13 @@ class YClient:
                 f"not synced (closed: {self.close_code} {self.close_reason})"
             )
 
+    async def reconnect(self, url: str) -> None:
+        """Connect again, e.g. to a restarted server, keeping this client's document."""
+        self.url = url
+        self.synced.clear()
+        self.closed.clear()
+        await self.connect()
+
     def _send_local_update(self, event: Any) -> None:
         if self._applying or self._ws is None:
             return
