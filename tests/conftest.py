@@ -94,6 +94,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is not None:
+            self._log.close()  # killed, or died on its own: the log file is still open
             return
         self.proc.terminate()
         try:

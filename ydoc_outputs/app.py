@@ -15,6 +15,7 @@ from .handlers.unsupported import UnsupportedHandler
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
+from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
 from .store.ystore import UpdateStore
 
@@ -75,9 +76,53 @@ class YdocOutputsApp(ExtensionApp):
         config=True,
         help="Largest request body accepted by the execute endpoint.",
     )
+    websocket_max_message_bytes = Int(
+        WebsocketLimits.max_message_bytes,
+        config=True,
+        help="Largest frame a room websocket client may send; a larger one closes the "
+        "connection with code 1009.",
+    )
+    websocket_max_pending_bytes = Int(
+        WebsocketLimits.max_pending_bytes,
+        config=True,
+        help="Bytes that may wait to be sent to a room websocket client that does not read "
+        "them; past this the client is closed with code 4408 (it resyncs on reconnection).",
+    )
+    awareness_max_bytes = Int(
+        WebsocketLimits.max_awareness_bytes,
+        config=True,
+        help="Largest awareness message (cursors, user names), which the room echoes to "
+        "every client; a larger one closes the sender with code 1009.",
+    )
+    awareness_rate_limit = Float(
+        WebsocketLimits.awareness_rate,
+        config=True,
+        help="Awareness messages per second one connection may send, sustained, after "
+        "awareness_burst; more closes it with code 4429. 0 disables the limit.",
+    )
+    awareness_burst = Int(
+        WebsocketLimits.awareness_burst,
+        config=True,
+        help="Awareness messages one connection may send at once before "
+        "awareness_rate_limit applies.",
+    )
+    sync_request_rate_limit = Float(
+        WebsocketLimits.request_rate,
+        config=True,
+        help="Sync step 1 and save requests per second one connection may send, sustained, "
+        "after sync_request_burst (each makes the server encode or save the whole "
+        "document); more closes it with code 4429. 0 disables the limit.",
+    )
+    sync_request_burst = Int(
+        WebsocketLimits.request_burst,
+        config=True,
+        help="Sync step 1 and save requests one connection may send at once before "
+        "sync_request_rate_limit applies.",
+    )
 
     room_manager: RoomManager
     execution: ExecutionService
+    websocket_limits: WebsocketLimits
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -96,6 +141,15 @@ class YdocOutputsApp(ExtensionApp):
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager, self.room_manager, self.run_order_window
+        )
+        self.websocket_limits = WebsocketLimits(
+            max_message_bytes=self.websocket_max_message_bytes,
+            max_awareness_bytes=self.awareness_max_bytes,
+            awareness_rate=self.awareness_rate_limit,
+            awareness_burst=self.awareness_burst,
+            request_rate=self.sync_request_rate_limit,
+            request_burst=self.sync_request_burst,
+            max_pending_bytes=self.websocket_max_pending_bytes,
         )
         self.settings["ydoc_outputs"] = self
         # Make stock JupyterLab (jupyter-docprovider) run cells through our endpoint.

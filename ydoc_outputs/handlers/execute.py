@@ -20,6 +20,12 @@ from .base import ExtensionAPIHandler
 __all__ = ["ExecuteHandler"]
 
 
+#: Longest ``cell_id`` or ``document_id`` accepted. nbformat cell ids have at most 64
+#: characters and room names are ``json:notebook:`` and a uuid; a longer id cannot name
+#: anything, and refusing it early keeps huge strings out of lookups and logs.
+MAX_ID_CHARS = 256
+
+
 class ExecuteHandler(ExtensionAPIHandler):
     auth_resource = "kernels"
 
@@ -29,18 +35,27 @@ class ExecuteHandler(ExtensionAPIHandler):
             raise web.HTTPError(413, f"body larger than {limit} bytes")
         try:
             body = json.loads(self.request.body or b"")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise web.HTTPError(400, f"body is not JSON: {e}") from e
+        except (ValueError, RecursionError) as e:
+            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits;
+            # RecursionError: nested too deep.
+            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
         if not isinstance(body, dict):
             raise web.HTTPError(400, "body must be a JSON object")
         for key in ("cell_id", "document_id"):
             if not isinstance(body.get(key), str) or not body[key]:
                 raise web.HTTPError(400, f"{key!r} must be a non-empty string")
+            if len(body[key]) > MAX_ID_CHARS:
+                raise web.HTTPError(400, f"{key!r} longer than {MAX_ID_CHARS} characters")
         return body
 
     @web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
+        # Running a cell reads the notebook and writes its outputs into it (and to disk):
+        # executing on the kernel is not enough, the notebook must be writable too.
+        user = self.current_user
+        if not await ensure_async(self.authorizer.is_authorized(self, user, "write", "contents")):
+            raise web.HTTPError(403, "not authorized to write notebooks (contents)")
         body = self._body()
         cell_id: str = body["cell_id"]
         document_id: str = body["document_id"]

@@ -10,32 +10,50 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from pycrdt import Decoder, Encoder
+from pycrdt import Encoder
 from tornado import web
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..store.documents import KINDS, parse_room_name
+from .limits import TokenBucket, WebsocketLimits
 from .manager import RoomError, RoomManager
+from .protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_NOT_FOUND,
+    CLOSE_RELOAD,
+    CLOSE_SERVER_ERROR,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY,
+    CLOSE_TOO_SLOW,
+    RAW_MESSAGE,
+    FrameError,
+    FrameReader,
+    MessageKind,
+    check_message,
+)
 from .room import DocumentRoom
+
+if TYPE_CHECKING:
+    from ..app import YdocOutputsApp
 
 __all__ = ["RoomWebsocketHandler", "SessionHandler", "WebsocketChannel"]
 
 log = logging.getLogger(__name__)
+#: Received messages a connection may have queued for its room. When the room is that far
+#: behind, the handler stops reading the socket (TCP back-pressure on the sender) rather
+#: than buffering a flood in memory.
+MAX_QUEUED_MESSAGES = 64
 
-#: y-websocket message type carrying save requests and their replies.
-RAW_MESSAGE = 2
-
-# Websocket close codes (see DESIGN.md, wire contract).
-CLOSE_RELOAD = 1003
-CLOSE_BAD_REQUEST = 4400
-CLOSE_NOT_FOUND = 4404
-CLOSE_SERVER_ERROR = 4500
+#: Largest request body of the session endpoint, whose body is a tiny JSON object.
+MAX_SESSION_BODY_BYTES = 4096
 
 
 class CollaborationHandler(JupyterHandler):
@@ -55,13 +73,18 @@ class SessionHandler(CollaborationHandler, APIHandler):
     @web.authenticated
     @authorized
     async def put(self, path: str) -> None:
+        if len(self.request.body) > MAX_SESSION_BODY_BYTES:
+            raise web.HTTPError(413, f"body larger than {MAX_SESSION_BODY_BYTES} bytes")
         try:
             body = json.loads(self.request.body or b"{}")
-        except json.JSONDecodeError as e:
-            raise web.HTTPError(400, f"body is not JSON: {e}") from e
+        except (ValueError, RecursionError) as e:
+            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits.
+            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
         if not isinstance(body, dict):
             raise web.HTTPError(400, "body must be a JSON object")
         fmt, content_type = body.get("format"), body.get("type")
+        if not isinstance(fmt, str) or not isinstance(content_type, str):
+            raise web.HTTPError(400, "'format' and 'type' must be strings")
         if (fmt, content_type) not in KINDS:
             served = ", ".join(f"{f}:{t}" for f, t in KINDS)
             raise web.HTTPError(400, f"unsupported document {fmt}:{content_type}; served: {served}")
@@ -87,12 +110,28 @@ class SessionHandler(CollaborationHandler, APIHandler):
 
 
 class WebsocketChannel:
-    """A pycrdt ``Channel`` over one Tornado websocket connection."""
+    """A pycrdt ``Channel`` over one Tornado websocket connection.
 
-    def __init__(self, handler: RoomWebsocketHandler, path: str) -> None:
+    Received messages wait in a short queue for the room; outgoing bytes not yet written
+    to the socket are counted, and a client that lets them pile up is closed.
+    """
+
+    def __init__(
+        self,
+        handler: RoomWebsocketHandler,
+        path: str,
+        *,
+        max_pending_bytes: int = WebsocketLimits.max_pending_bytes,
+    ) -> None:
         self._handler = handler
         self._path = path
-        self._messages: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._max_pending_bytes = max_pending_bytes
+        self._queue: deque[bytes] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._pending_bytes = 0
+        #: No message will be added any more; the room stops once the queue is empty.
+        self.ended = False
 
     @property
     def path(self) -> str:
@@ -102,31 +141,83 @@ class WebsocketChannel:
         return self
 
     async def __anext__(self) -> bytes:
-        message = await self._messages.get()
-        if message is None:
-            raise StopAsyncIteration
+        while not self._queue:
+            if self.ended:
+                raise StopAsyncIteration
+            self._readable.clear()
+            await self._readable.wait()
+        message = self._queue.popleft()
+        self._writable.set()
         return message
 
     async def recv(self) -> bytes:
         return await self.__anext__()
 
-    def feed(self, message: bytes | None) -> None:
-        """Hand a received message (None: the connection closed) to the room."""
-        self._messages.put_nowait(message)
+    async def put(self, message: bytes) -> None:
+        """Hand a received message to the room; wait while the room is far behind."""
+        while len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:
+            self._writable.clear()
+            await self._writable.wait()
+        if not self.ended:
+            self._queue.append(message)
+            self._readable.set()
+
+    def end(self, *, drop: bool) -> None:
+        """No more messages: the client left (``drop=False``: what it sent is still
+        applied) or was closed by the server (``drop=True``: its queue is discarded)."""
+        self.ended = True
+        if drop:
+            self._queue.clear()
+        self._readable.set()
+        self._writable.set()
 
     async def send(self, message: bytes) -> None:
+        # Never raises: pycrdt-websocket runs sends in the room's task group, which an
+        # exception would tear down for every client.
+        if self.ended and not self._queue:
+            return
+        if self._pending_bytes and self._pending_bytes + len(message) > self._max_pending_bytes:
+            # Tornado buffers whatever the client does not read, without bound. Closing
+            # loses nothing: the client's reconnection resyncs the whole document.
+            self.close(CLOSE_TOO_SLOW, "client too slow: too much data waiting to be sent")
+            return
+        self._pending_bytes += len(message)
         try:
             await self._handler.write_message(message, binary=True)
-        except WebSocketClosedError:
-            self.feed(None)
+        except (WebSocketClosedError, StreamClosedError):
+            self.end(drop=False)
+        finally:
+            self._pending_bytes -= len(message)
 
     def close(self, code: int, reason: str) -> None:
         self._handler.close(code, reason)
-        self.feed(None)
+        self.end(drop=True)
+
+
+def _reason(text: str) -> str:
+    """``text`` cut to fit a close frame: 123 bytes of UTF-8 (RFC 6455, 5.5)."""
+    return text.encode()[:123].decode(errors="ignore")
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or only groups) a Rust panic of pycrdt.
+
+    pyo3's ``PanicException`` derives from ``BaseException``, so pycrdt-websocket's
+    ``except Exception`` does not catch it; some malformed updates trigger one.
+    """
+    group: Any = getattr(exc, "exceptions", None)  # a BaseExceptionGroup (3.11+ or anyio's)
+    if isinstance(group, tuple) and group:
+        return all(isinstance(e, BaseException) and _is_panic(e) for e in group)
+    return type(exc).__name__ == "PanicException"
 
 
 class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandler):
-    """``GET api/collaboration/room/{room}``: y-websocket sync of one document."""
+    """``GET api/collaboration/room/{room}``: y-websocket sync of one document.
+
+    Every message is checked (:func:`check_message`) and rate-limited
+    (:class:`WebsocketLimits`) before the room sees it; a client that breaks the rules is
+    closed with a code, and the other clients of the room notice nothing.
+    """
 
     _channel: WebsocketChannel | None = None
     _room: DocumentRoom | None = None
@@ -134,6 +225,19 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
 
     def initialize(self) -> None:
         self._raw_tasks: set[asyncio.Future[None]] = set()
+        self._limits: WebsocketLimits = self.extension.websocket_limits
+        self._awareness = TokenBucket(self._limits.awareness_rate, self._limits.awareness_burst)
+        self._requests = TokenBucket(self._limits.request_rate, self._limits.request_burst)
+
+    @property
+    def extension(self) -> YdocOutputsApp:
+        app: YdocOutputsApp = self.settings["ydoc_outputs"]
+        return app
+
+    @property
+    def max_message_size(self) -> int:
+        """Tornado closes the connection with 1009 on a larger frame, before reading it."""
+        return self._limits.max_message_bytes
 
     def set_default_headers(self) -> None:
         """Undo JupyterHandler's headers, which make no sense for websockets."""
@@ -150,7 +254,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
         if parse_room_name(room_name) is None:
-            self.close(CLOSE_BAD_REQUEST, f"not a notebook or text file room: {room_name}"[:120])
+            self.close(CLOSE_BAD_REQUEST, _reason(f"not a notebook or text file room: {room_name}"))
             return
         if session_id is not None and not await manager.accepts_session(session_id):
             # The client holds a document from another server process: merging it
@@ -162,7 +266,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             room = await manager.get_room(room_name)
         except RoomError as e:
             code = CLOSE_NOT_FOUND if e.status == 404 else CLOSE_BAD_REQUEST
-            self.close(code, e.message[:120])
+            self.close(code, _reason(e.message))
             return
         except Exception:
             log.exception("cannot open room %s", room_name)
@@ -172,7 +276,9 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             manager.maybe_clean_up(room)
             return
         self._room = room
-        self._channel = WebsocketChannel(self, room_name)
+        self._channel = WebsocketChannel(
+            self, room_name, max_pending_bytes=self._limits.max_pending_bytes
+        )
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
 
     async def _serve(self, room: DocumentRoom, channel: WebsocketChannel) -> None:
@@ -180,36 +286,85 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             await room.serve(channel)
         except Exception:
             log.exception("error while serving %s", room.name)
-            self.close(CLOSE_SERVER_ERROR, "server error")
+            channel.close(CLOSE_SERVER_ERROR, "server error")
+        except BaseException as e:
+            if not _is_panic(e):
+                raise
+            # A panic on a client's message: that client's fault, not the server's.
+            while isinstance(getattr(e, "exceptions", None), tuple):
+                e = e.exceptions[0]  # type: ignore[attr-defined]
+            log.warning("closing a client of %s: pycrdt panicked on its message: %s", room.name, e)
+            channel.close(CLOSE_BAD_REQUEST, "malformed message")
         finally:
+            channel.end(drop=True)
             self.room_manager.maybe_clean_up(room)
 
-    def on_message(self, message: str | bytes) -> None:
-        if self._channel is None:
+    def _refuse(self, code: int, reason: str) -> None:
+        """Close this client for what it sent."""
+        room = self._room.name if self._room is not None else "?"
+        # Malformed input is the client's bug, worth a line at info level; hitting a
+        # resource limit is rarer and something an operator may want to tune.
+        level = logging.INFO if code == CLOSE_BAD_REQUEST else logging.WARNING
+        log.log(level, "closing a client of %s (%d): %s", room, code, reason)
+        if self._channel is not None:
+            self._channel.close(code, reason)
+        else:
+            self.close(code, reason)
+
+    async def on_message(self, message: str | bytes) -> None:
+        # An exception here would escape Tornado's read loop, unlogged until collected.
+        try:
+            await self._on_message(message)
+        except Exception:
+            log.exception(
+                "error while handling a message for %s", self._channel and self._channel.path
+            )
+            self._refuse(CLOSE_SERVER_ERROR, "server error")
+
+    async def _on_message(self, message: str | bytes) -> None:
+        # Tornado reads the next frame only once on_message returns: waiting for room in
+        # the queue below pushes a flood back onto the sender's socket.
+        channel = self._channel
+        if channel is None or channel.ended:
             return
-        if isinstance(message, str) or not message:
-            self.close(CLOSE_BAD_REQUEST, "expected a binary y-websocket message")
+        if isinstance(message, str):
+            self._refuse(CLOSE_BAD_REQUEST, "expected a binary y-websocket message")
             return
-        if message[0] == RAW_MESSAGE:
+        try:
+            kind = check_message(message)
+        except FrameError as e:
+            self._refuse(CLOSE_BAD_REQUEST, f"malformed message: {e}")
+            return
+        if kind is MessageKind.AWARENESS:
+            # Echoed to every client of the room: a flood costs the server N times.
+            if len(message) > self._limits.max_awareness_bytes:
+                self._refuse(CLOSE_TOO_BIG, "awareness message too big")
+                return
+            if not self._awareness.take():
+                self._refuse(CLOSE_TOO_MANY, "too many awareness messages")
+                return
+        elif kind in (MessageKind.SYNC_REQUEST, MessageKind.SAVE) and not self._requests.take():
+            # Each one costs a whole-document encoding or a save.
+            self._refuse(CLOSE_TOO_MANY, "too many sync or save requests")
+            return
+        if kind is MessageKind.OTHER:
+            return
+        if kind is MessageKind.SAVE:
             task = asyncio.ensure_future(self._on_raw(message))
             self._raw_tasks.add(task)
             task.add_done_callback(self._raw_tasks.discard)
             return
-        self._channel.feed(message)
+        await channel.put(message)
 
     def on_close(self) -> None:
         if self._channel is not None:
-            self._channel.feed(None)
+            self._channel.end(drop=False)
 
     async def _on_raw(self, message: bytes) -> None:
         """Answer a save request (Ctrl+S): ``varString "save"`` then ``varUint id``."""
-        try:
-            decoder = Decoder(message[1:])
-            action = decoder.read_var_string()
-            save_id = decoder.read_var_uint()
-        except Exception:
-            self.close(CLOSE_BAD_REQUEST, "malformed raw message")
-            return
+        reader = FrameReader(message, 1)
+        action = reader.var_string()
+        save_id = reader.var_uint()  # checked by check_message: cannot raise
         if action != "save" or self._room is None:
             return
         try:
