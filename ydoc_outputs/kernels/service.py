@@ -1,13 +1,19 @@
-"""Server-side execution: one runner per kernel, created on first use."""
+"""Server-side execution: one runner per kernel, created on first use.
+
+A runner whose kernel is shut down tells the service, which forgets and stops it: no
+client, task or poll outlives its kernel.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from ..outputs.routing import ParentRouter
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
+from .faults import Fault
 from .queue import ExecutionRequest
 from .runner import KernelRunner
 
@@ -25,6 +31,16 @@ class ExecutionService:
         self._order_window = order_window
         self.router = ParentRouter()
         self._runners: dict[str, KernelRunner] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    @property
+    def kernel_ids(self) -> frozenset[str]:
+        """The kernels that have a runner now."""
+        return frozenset(self._runners)
+
+    def runner(self, kernel_id: str) -> KernelRunner | None:
+        """The runner of ``kernel_id``, if it has one."""
+        return self._runners.get(kernel_id)
 
     async def submit(
         self, kernel_id: str, room: NotebookRoom, cell_id: str, code: str, position: int
@@ -33,7 +49,12 @@ class ExecutionService:
         runner = self._runners.get(kernel_id)
         if runner is None:
             runner = KernelRunner(
-                kernel_id, self._kernels, self._rooms, self.router, self._order_window
+                kernel_id,
+                self._kernels,
+                self._rooms,
+                self.router,
+                self._order_window,
+                on_gone=self._runner_gone,
             )
             await runner.start()
             self._runners[kernel_id] = runner
@@ -41,13 +62,23 @@ class ExecutionService:
         runner.submit(request, room)
         return request
 
+    def _runner_gone(self, runner: KernelRunner) -> None:
+        # Called from the runner's own task, which stopping cancels: stop it from another.
+        if self._runners.get(runner.kernel_id) is runner:
+            del self._runners[runner.kernel_id]
+        task = asyncio.ensure_future(runner.stop(Fault.SHUT_DOWN))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
     async def forget_kernel(self, kernel_id: str) -> None:
         """Stop the runner of a kernel that is gone."""
         runner = self._runners.pop(kernel_id, None)
         if runner is not None:
-            await runner.stop()
+            await runner.stop(Fault.SHUT_DOWN)
 
     async def stop(self) -> None:
         runners, self._runners = list(self._runners.values()), {}
         for runner in runners:
             await runner.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
