@@ -62,12 +62,7 @@ class ExecuteHandler(ExtensionAPIHandler):
         kernels = self.kernel_manager
         if kernel_id not in kernels:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
-        kernel = kernels.get_kernel(kernel_id)
-        # A kernel that just died comes back within seconds when auto-restart is on: queue
-        # the cell (the runner waits for the kernel, or ends the cell with an error).
-        if not getattr(kernel, "autorestart", False) and not await ensure_async(
-            kernel.is_alive()
-        ):
+        if not await ensure_async(kernels.get_kernel(kernel_id).is_alive()):
             raise web.HTTPError(409, f"kernel {kernel_id!r} is dead: restart it first")
         rooms: RoomManager = self.extension.room_manager
         try:
