@@ -358,6 +358,10 @@ class KernelRunner:
                 elif state == "idle" and ours:
                     assert run is not None
                     # Written when the cell is settled, with a fault's error if any.
+                    # Look at the kernel manager now, not at its last poll: a restart or
+                    # shutdown marks the kernel as stopping before it interrupts the cell,
+                    # so an idle caused by that interrupt is never taken for a normal end.
+                    run.watch.observe(self._monitor.snapshot())
                     run.watch.finish()
                     continue
             elif msg_type == "shutdown_reply":
