@@ -171,6 +171,17 @@ class Session:
         await client.connect()
         return client
 
+    async def prepare(self, path: str) -> tuple[str, str, YClient]:
+        """Start a kernel and connect a client to the notebook at ``path``.
+
+        Returns:
+            The kernel id, the room name (the notebook's document id) and the client.
+        """
+        kernel = await self.start_kernel()
+        client = await self.client(path)
+        room: str = (await self.open(path))["room"]
+        return kernel, room, client
+
     async def start_kernel(self) -> str:
         r = await self.http.post("/api/kernels", json={"name": "python3"})
         assert r.status_code == 201, r.text

@@ -94,9 +94,7 @@ async def test_export_is_valid_and_equals_disk_after_autosave(server: Server, se
         "export.ipynb",
         ["print('hello')", "from IPython.display import HTML\nHTML('<b>x</b>')", "1/0"],
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     for cell in cells:
@@ -122,9 +120,7 @@ async def test_an_error_cancels_the_cells_queued_after_it(server: Server, sessio
     path, cells = write_notebook(
         server.root, "stop.ipynb", ["import time\ntime.sleep(0.5)\n1/0", "print('never')"]
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     await run_to_idle(client, cells[0])

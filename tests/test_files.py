@@ -16,9 +16,7 @@ SLOW = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sle
 async def start_slow_run(server: Server, session: Session, name: str, sources: list[str]):
     """Open a notebook, connect a client and run its first cell until it has printed."""
     path, cells = write_notebook(server.root, name, sources)
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     await session.execute(kernel, room, cells[0])
     await client.wait_for(lambda: stream_text(client.outputs(cells[0])).startswith("0\n"))
     return path, cells, kernel, room, client

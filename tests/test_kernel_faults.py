@@ -107,9 +107,7 @@ async def test_kernel_death_mid_cell(server: Server, session: Session, tmp_path:
         "death.ipynb",
         [DIE.format(flag=str(flag)), "print('queued 1')", "print('queued 2')", "print('back')"],
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells[:3]:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     await wait_running(client, cells[0], "before death\n")
@@ -146,9 +144,7 @@ async def test_kernel_restart_mid_cell(server: Server, session: Session):
     path, cells = write_notebook(
         server.root, "restart.ipynb", [LOOP, "print('queued')", "print('after restart')"]
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells[:2]:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     await wait_running(client, cells[0], "0\n1\n")
@@ -184,9 +180,7 @@ async def test_execute_right_after_restarts_between_cells(server: Server, sessio
     path, cells = write_notebook(
         server.root, "restart-idle.ipynb", [f"print('round {i}')" for i in range(rounds + 1)]
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     assert (await session.execute(kernel, room, cells[0])).status_code == 202
     await run_to_idle(client, cells[0])
     for i in range(1, rounds + 1):
@@ -203,9 +197,7 @@ async def test_kernel_killed_between_cells_comes_back(server: Server, session: S
     path, cells = write_notebook(
         server.root, "killed-idle.ipynb", ["import os\nprint(os.getpid())", "print('back')"]
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     assert (await session.execute(kernel, room, cells[0])).status_code == 202
     await run_to_idle(client, cells[0])
     await kill(int(stream_text(client.outputs(cells[0]))))
@@ -220,9 +212,7 @@ async def test_interrupt_mid_cell(server: Server, session: Session):
     path, cells = write_notebook(
         server.root, "interrupt.ipynb", [LOOP, "print('queued')", "print('after')"]
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells[:2]:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     await wait_running(client, cells[0], "0\n1\n")
@@ -252,9 +242,7 @@ async def test_interrupt_mid_cell(server: Server, session: Session):
 
 async def test_kernel_shutdown_mid_cell(server: Server, session: Session):
     path, cells = write_notebook(server.root, "shutdown.ipynb", [LOOP, "print('queued')"])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells:
         assert (await session.execute(kernel, room, cell)).status_code == 202
     await wait_running(client, cells[0], "0\n1\n")
@@ -281,9 +269,7 @@ async def test_kernel_shutdown_mid_cell(server: Server, session: Session):
 async def test_fault_output_reaches_the_export(server: Server, session: Session):
     # The fault's error output is ordinary document state: exported and saved like any.
     path, [cell] = write_notebook(server.root, "fault-export.ipynb", [LOOP])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     assert (await session.execute(kernel, room, cell)).status_code == 202
     await wait_running(client, cell, "0\n")
     assert (await session.http.post(f"/api/kernels/{kernel}/restart")).status_code == 200
@@ -304,9 +290,7 @@ while True:
 
 async def test_restart_of_a_kernel_that_ignores_interrupts(server: Server, session: Session):
     path, cells = write_notebook(server.root, "stubborn.ipynb", [STUBBORN, "print('after')"])
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     assert (await session.execute(kernel, room, cells[0])).status_code == 202
     await wait_running(client, cells[0], "stubborn\n")
 

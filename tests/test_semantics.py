@@ -10,9 +10,7 @@ from .test_execution import run_to_idle
 
 
 async def run_cells(session: Session, path: str, cells: list[str]):
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     for cell in cells:
         r = await session.execute(kernel, room, cell)
         assert r.status_code == 202, r.text
@@ -86,9 +84,7 @@ async def test_clear_output_wait_never_shows_an_empty_cell(server: Server, sessi
         ["import time\nfrom IPython.display import clear_output\nfor i in range(50):\n"
          "    clear_output(wait=True)\n    print(i, flush=True)\n    time.sleep(0.01)"],
     )  # fmt: skip
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     empty_states = []
     seen_first = []
 
@@ -139,9 +135,7 @@ async def test_run_all_keeps_document_order(server: Server, session: Session):
         "order.ipynb",
         ["import time\ntime.sleep(0.3)\nx = 1", "x += 1\nx", "x * 10"],
     )
-    kernel = await session.start_kernel()
-    client = await session.client(path)
-    room = (await session.open(path))["room"]
+    kernel, room, client = await session.prepare(path)
     # Like the stock executor's Promise.all: all at once, here in reverse order.
     results = await asyncio.gather(*(session.execute(kernel, room, c) for c in reversed(cells)))
     assert all(r.status_code == 202 for r in results)
