@@ -6,10 +6,8 @@ room keep editing and watching a cell run. The fuzz test is seeded: set
 ``YDOC_FUZZ_SEED`` (and ``YDOC_FUZZ_FRAMES``) to replay or lengthen a run; the seed is
 printed and is part of every assertion message.
 
-Two known server bugs outside the websocket handler are pinned by ``xfail`` tests at
-the end (a pycrdt panic that corrupts the document, and valid updates that break the
-notebook schema), and the fuzz keeps the inputs that trigger them away from the room it
-checks.
+Updates that pycrdt panics on, and valid updates that would make the notebook invalid
+nbformat, are refused before they reach the document; tests at the end pin both.
 """
 
 from __future__ import annotations
@@ -26,14 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import nbformat
 import pytest
 import websockets
 from jupyter_ydoc import YNotebook
+from nbformat.validator import get_validator
 from pycrdt import (
     Awareness,
     Decoder,
     Doc,
     Encoder,
+    Map,
+    Text,
     create_awareness_message,
     create_sync_message,
     create_update_message,
@@ -42,9 +44,9 @@ from pycrdt import (
 
 from ydoc_outputs.rooms.limits import TokenBucket
 from ydoc_outputs.rooms.protocol import FrameError, MessageKind, check_message
-from ydoc_outputs.store.notebook import notebook_json
+from ydoc_outputs.store.notebook import notebook_dict
 
-from .conftest import Server, Session, write_notebook
+from .conftest import Server, Session, read_saved, write_notebook
 from .test_execution import run_to_idle, stream_text
 from .yclient import YClient
 
@@ -261,7 +263,6 @@ class FuzzStats:
     categories: Counter[str] = field(default_factory=Counter)
     closes: Counter[int | None] = field(default_factory=Counter)
     routed: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
     bodies: Counter[int] = field(default_factory=Counter)
 
 
@@ -406,52 +407,42 @@ class FrameFuzzer:
 class UpdateClassifier:
     """Predicts, from local copies of the rooms, what a fuzzed update would do to them.
 
-    A mutated update that pycrdt rejects is sent to the room the good clients share,
-    whose server must close the sender. One that applies is a valid, if odd, edit: it
-    goes to a scratch room, and only if the notebook still saves afterwards. Updates
-    that make pycrdt panic or that break the notebook schema trigger the known bugs
-    pinned at the end of this module; they are counted and left out.
+    An update the server must refuse in the room the good clients share (pycrdt rejects
+    it or panics on it, or it would make the notebook invalid nbformat) is sent there:
+    the server must close the sender and leave the document as it was. One that would
+    change the shared notebook goes to a scratch room instead, where the server either
+    applies it or refuses it.
     """
 
     def __init__(self, shared: YClient, scratch: YClient) -> None:
         self.shared = shared
         self.scratch = scratch
-        self._states: dict[str, bytes] = {}
+        self._state = b""
+        self._validator = get_validator(version=4, version_minor=5)
 
     def refresh(self) -> None:
-        self._states = {
-            "shared": self.shared.document.ydoc.get_update(),
-            "scratch": self.scratch.document.ydoc.get_update(),
-        }
+        self._state = self.shared.document.ydoc.get_update()
 
-    def _apply(self, room: str, update: bytes) -> tuple[str, YNotebook]:
+    def _outcome(self, update: bytes) -> str:
         copy = YNotebook()
-        copy.ydoc.apply_update(self._states[room])
+        copy.ydoc.apply_update(self._state)
         try:
             copy.ydoc.apply_update(update)
         except Exception:
-            return "rejected", copy
+            return "rejected"
         except BaseException as e:
             if type(e).__name__ != "PanicException":
                 raise
-            return "panic", copy
-        return "applied", copy
+            return "panic"
+        try:
+            self._validator.validate(notebook_dict(copy))
+        except Exception:
+            return "invalid"
+        return "valid"
 
     def __call__(self, update: bytes) -> str:
-        """``shared``, ``scratch``, or why it is left out: ``panic``, ``schema``."""
-        outcomes = {room: self._apply(room, update) for room in ("shared", "scratch")}
-        if any(outcome == "panic" for outcome, _ in outcomes.values()):
-            return "panic"
-        if all(outcome == "rejected" for outcome, _ in outcomes.values()):
-            return "shared"
-        outcome, copy = outcomes["scratch"]
-        if outcome == "applied":
-            try:
-                notebook_json(copy)
-            except Exception:
-                return "schema"
-            return "scratch"
-        return "schema"  # applies to the shared room only: keep its content intact
+        """The room to send ``update`` to, ``shared`` or ``scratch``."""
+        return "scratch" if self._outcome(update) == "valid" else "shared"
 
 
 async def fuzz_websockets(
@@ -480,11 +471,8 @@ async def fuzz_websockets(
             stats.categories[category] += 1
             update = sync_payload(frame) if isinstance(frame, bytes) else None
             room = classify(update) if update is not None else "shared"
-            if room in pending:
-                pending[room].append(frame)
-                stats.routed[room] += 1
-            else:
-                stats.skipped[room] += 1
+            pending[room].append(frame)
+            stats.routed[room] += 1
         return "scratch" if len(pending["scratch"]) >= 4 else "shared"
 
     def take(room: str) -> list[bytes | str]:
@@ -854,7 +842,6 @@ async def test_fuzz(hostile_server: Server, hsession: Session):
         f"seed {SEED}: {stats.sent} frames on {stats.connections} connections in "
         f"{fuzz_time:.1f} s, {stats.batches_acknowledged} batches acknowledged, "
         f"closes {dict(stats.closes)}, rooms {dict(stats.routed)}, "
-        f"left out {dict(stats.skipped)}, "
         f"kinds {dict(stats.categories)}, HTTP {dict(stats.bodies)}"
     )
     print(summary)
@@ -875,6 +862,11 @@ async def test_fuzz(hostile_server: Server, hsession: Session):
     await observer.close()
     assert bad_echoes == [], f"{summary}\n{bad_echoes[:5]}"
     await assert_serving(server, hsession)
+    # No update that broke a notebook got through, in either room.
+    for notebook in (path, scratch_path):
+        export = await hsession.http.get(f"/api/ydoc-outputs/export/{notebook}")
+        assert export.status_code == 200, f"{summary}\n{export.text}"
+        nbformat.validate(nbformat.from_dict(export.json()))
     assert stats.sent >= FRAMES, summary
     assert log_errors(server) == [], f"{summary}\n" + "\n".join(log_errors(server)[:20])
     for client in (writer, reader, scratch, late):
@@ -899,12 +891,12 @@ async def capture_updates(client: YClient) -> list[bytes]:
     return updates
 
 
-# -- known bugs (not in the files the websocket hardening may touch) ----------------------
+# -- updates the room must refuse -------------------------------------------------------
 
 
 @pytest.fixture
 def fragile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own for each known bug: the first one can kill it."""
+    """A server of its own for each test here: a regression can kill it."""
     srv = Server(
         tmp_path_factory.mktemp("notebooks"),
         tmp_path_factory.mktemp("jupyter-home"),
@@ -946,48 +938,140 @@ async def export_or_fail(server: Server, http: Any, path: str) -> Any:
         raise AssertionError(f"the server died (exit {server.proc.poll()}): {e!r}") from e
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a pycrdt panic on a client's update (yrs block_store.rs:317) leaves the "
-    "room's document corrupted: export answers 500, autosave fails, or the server "
-    "process dies with SIGSEGV",
-)
-async def test_update_that_panics_pycrdt_leaves_the_document_intact(fragile_server: Server):
+async def assert_exports(server: Server, http: Any, path: str, cells: list[str]) -> None:
+    """The export of ``path`` is valid nbformat holding exactly ``cells`` (ids)."""
+    export = await export_or_fail(server, http, path)
+    assert export.status_code == 200, export.text
+    nbformat.validate(nbformat.from_dict(export.json()))
+    assert [cell["id"] for cell in export.json()["cells"]] == cells
+
+
+async def test_update_that_panics_pycrdt_is_refused(fragile_server: Server):
     async with fragile_server.http() as http:
         session = Session(fragile_server, http)
         path, [cell] = write_notebook(fragile_server.root, "panic.ipynb", ["print(1)"])
         good = await session.client(path)
         info = await session.open(path)
         url = fragile_server.ws_url(info["room"], info["sessionId"])
-        async with websockets.connect(url) as ws:
-            await ws.recv()
-            await ws.send(create_update_message(panicking_update(good.document.ydoc)))
-            # Only the sender is closed (this part works) ...
-            assert await closed_with(ws) == 4400
-        # ... but the document the room serves is no longer a valid notebook.
-        export = await export_or_fail(fragile_server, http, path)
+        for _ in range(2):  # the second one panics the shadow rebuilt after the first
+            async with websockets.connect(url) as ws:
+                await ws.recv()
+                await ws.send(create_update_message(panicking_update(good.document.ydoc)))
+                assert await closed_with(ws) == 4400
+            await assert_exports(fragile_server, http, path, [cell])
+            # The good client is still served, and its edits still reach the room.
+            source = good.notebook.ycells[0]["source"]
+            source += "\n# edited"
+            late = await session.client(path)
+            assert late.cell(cell)["source"] == good.cell(cell)["source"]
+            await late.disconnect()
+        assert not good.closed.is_set()
         await good.disconnect()
-        assert export.status_code == 200, export.text
-        assert export.json()["nbformat"] == 4
-        assert export.json()["cells"][0]["id"] == cell
         assert fragile_server.proc.poll() is None
+        assert "Traceback" not in fragile_server.log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: a valid update can break the notebook schema (here cells[0] a string); "
-    "the room applies it, then export answers 500 and every autosave fails",
+def _breaks_cell_list(nb: YNotebook) -> None:
+    nb.ycells.append("not a cell")
+
+
+def _breaks_source(nb: YNotebook) -> None:
+    nb.ycells[0]["source"] = 42
+
+
+def _breaks_cell_type(nb: YNotebook) -> None:
+    nb.ycells[0]["cell_type"] = "spreadsheet"
+
+
+def _breaks_output(nb: YNotebook) -> None:
+    nb.ycells[0]["outputs"].append(Map({"output_type": "hologram"}))
+
+
+def _breaks_metadata(nb: YNotebook) -> None:
+    nb.ycells[0]["metadata"]["tags"] = "not a list"
+
+
+def _breaks_nbformat(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["nbformat_minor"] = "five"
+
+
+def _breaks_new_cell(nb: YNotebook) -> None:
+    nb.ycells.append(Map({"cell_type": "code", "id": "new", "source": Text("1")}))
+
+
+@pytest.mark.parametrize(
+    "breaking",
+    [
+        _breaks_cell_list,
+        _breaks_source,
+        _breaks_cell_type,
+        _breaks_output,
+        _breaks_metadata,
+        _breaks_nbformat,
+        _breaks_new_cell,
+    ],
 )
-async def test_update_that_breaks_the_notebook_schema_is_refused(fragile_server: Server):
+async def test_update_that_breaks_the_notebook_schema_is_refused(
+    fragile_server: Server, breaking: Callable[[YNotebook], None]
+):
     async with fragile_server.http() as http:
         session = Session(fragile_server, http)
-        path, _ = write_notebook(fragile_server.root, "schema.ipynb", ["print(1)"])
+        path, [cell] = write_notebook(fragile_server.root, "schema.ipynb", ["print(1)"])
+        good = await session.client(path)
         hostile = await session.client(path)
-        hostile.notebook.ycells.append("not a cell")
-        await asyncio.sleep(1)
-        export = await export_or_fail(fragile_server, http, path)
-        await hostile.disconnect()
-        assert export.status_code == 200, export.text
+        breaking(hostile.notebook)
+        await asyncio.wait_for(hostile.closed.wait(), 10)
+        assert hostile.close_code == 4400
+        assert "update refused" in (hostile.close_reason or "")
+        # The room never applied it: the export, the saved file and the good client agree.
+        await assert_exports(fragile_server, http, path, [cell])
+        source = good.notebook.ycells[0]["source"]
+        source += "\n# still editable"
+        for _ in range(100):
+            saved = await read_saved(fragile_server.root / path)
+            if "still editable" in saved.cells[0].source:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the good client's edit was never saved")
+        nbformat.validate(saved)
+        late = await session.client(path)
+        assert late.notebook.get() == good.notebook.get()
+        for client in (good, hostile, late):
+            await client.disconnect()
         assert "autosave failed" not in fragile_server.log()
+
+
+async def test_structural_edits_of_a_browser_are_admitted(fragile_server: Server):
+    """What JupyterLab does to a notebook's structure passes the check: insert, move,
+    delete, set metadata and attachments, clear outputs, change a cell's type."""
+    async with fragile_server.http() as http:
+        session = Session(fragile_server, http)
+        path, [first, second] = write_notebook(fragile_server.root, "ok.ipynb", ["a", "b"])
+        client = await session.client(path)
+        nb = client.notebook
+        nb.append_cell({"cell_type": "markdown", "id": "md", "source": "# hi", "metadata": {}})
+        nb.ycells[0]["metadata"]["tags"] = ["keep"]
+        nb.ycells[0]["metadata"]["collapsed"] = True
+        nb.ycells[0]["outputs"].append(
+            Map({"output_type": "stream", "name": "stdout", "text": Text("x\n")})
+        )
+        nb.ycells[1]["execution_count"] = 7
+        with nb.ydoc.transaction():
+            moved = nb.ycells[1]
+            nb.ycells.insert(0, Map({k: v.to_py() if hasattr(v, "to_py") else v
+                                     for k, v in moved.items()}))  # fmt: skip
+            del nb.ycells[2]
+        nb.ydoc.get("meta", type=Map)["metadata"]["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+        }
+        nb.set_cell(2, {"cell_type": "raw", "id": "md", "source": "raw now", "metadata": {}})
+        del nb.ycells[1]["outputs"][:]
+        await asyncio.sleep(0.5)
+        assert not client.closed.is_set(), client.close_reason
+        late = await session.client(path)
+        assert late.notebook.get() == nb.get()
+        await assert_exports(fragile_server, http, path, [second, first, "md"])
+        for c in (client, late):
+            await c.disconnect()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
@@ -23,6 +24,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..store.documents import KINDS, parse_room_name
+from ..ydoc.guard import UpdateRefused
 from .limits import TokenBucket, WebsocketLimits
 from .manager import RoomError, RoomManager
 from .protocol import (
@@ -122,9 +124,11 @@ class WebsocketChannel:
         path: str,
         *,
         max_pending_bytes: int = WebsocketLimits.max_pending_bytes,
+        admit: Callable[[bytes], None] | None = None,
     ) -> None:
         self._handler = handler
         self._path = path
+        self._admit = admit
         self._max_pending_bytes = max_pending_bytes
         self._queue: deque[bytes] = deque()
         self._readable = asyncio.Event()
@@ -141,14 +145,25 @@ class WebsocketChannel:
         return self
 
     async def __anext__(self) -> bytes:
-        while not self._queue:
-            if self.ended:
-                raise StopAsyncIteration
-            self._readable.clear()
-            await self._readable.wait()
-        message = self._queue.popleft()
-        self._writable.set()
-        return message
+        while True:
+            while not self._queue:
+                if self.ended:
+                    raise StopAsyncIteration
+                self._readable.clear()
+                await self._readable.wait()
+            message = self._queue.popleft()
+            self._writable.set()
+            if self._admit is None:
+                return message
+            # The room applies the message as soon as this returns (no await between):
+            # the check sees exactly the document the update will be applied to.
+            try:
+                self._admit(message)
+            except UpdateRefused as e:
+                log.info("closing a client of %s: update refused: %s", self._path, e)
+                self.close(CLOSE_BAD_REQUEST, _reason(f"update refused: {e}"))
+                continue
+            return message
 
     async def recv(self) -> bytes:
         return await self.__anext__()
@@ -277,7 +292,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             return
         self._room = room
         self._channel = WebsocketChannel(
-            self, room_name, max_pending_bytes=self._limits.max_pending_bytes
+            self, room_name, max_pending_bytes=self._limits.max_pending_bytes, admit=room.admit
         )
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
 

@@ -22,6 +22,7 @@ from ..store.documents import RoomKey
 from ..store.persistence import RoomPersistence
 from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter
+from .protocol import SYNC_MESSAGE, FrameReader
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
 
@@ -36,6 +37,10 @@ _SERVER_RESTARTED: KernelMessage = {
 _IDLE: KernelMessage = {"header": {"msg_type": "status"}, "content": {"execution_state": "idle"}}
 
 log = logging.getLogger(__name__)
+
+SYNC_STEP1 = 0
+#: An update that changes nothing; clients send it, pycrdt-websocket skips it.
+EMPTY_UPDATE = b"\x00\x00"
 
 #: Saves a room's document and returns the file's new hash, if known.
 SaveRoom = Callable[["DocumentRoom"], Awaitable[str | None]]
@@ -69,6 +74,8 @@ class DocumentRoom:
         self.restored = False
         #: Hash of the file as last loaded or saved by this room (to see outside changes).
         self.file_hash: str | None = None
+        #: Tries every client update on a shadow copy before the room applies it.
+        self.guard = key.kind.guard(self.doc)
         self.yroom = YRoom(ready=True, ydoc=self.doc.ydoc, log=log)
         self.yroom.on_message_error = self._on_message_error
         self.autosaver = Autosaver(
@@ -112,6 +119,19 @@ class DocumentRoom:
         """Serve one websocket client until it disconnects."""
         await self.yroom.serve(channel)
 
+    def admit(self, message: bytes) -> None:
+        """Check a client's sync message right before the room applies it.
+
+        Raises:
+            UpdateRefused: the message carries an update the room must not apply.
+        """
+        if len(message) < 2 or message[0] != SYNC_MESSAGE or message[1] == SYNC_STEP1:
+            return
+        start, end = FrameReader(message, 2).var_bytes()  # checked by check_message
+        update = message[start:end]
+        if update != EMPTY_UPDATE:
+            self.guard.admit(update)
+
     def close_clients(self, code: int, reason: str) -> None:
         """Close every client's websocket (e.g. the file was deleted)."""
         for client in list(self.clients):
@@ -122,6 +142,7 @@ class DocumentRoom:
     async def stop(self) -> None:
         """Save what is unsaved, then stop the room."""
         await self.autosaver.stop()
+        self.guard.reset()
         if self.persistence is not None:
             await self.persistence.stop(self._squash_after)
         if self._task is not None:

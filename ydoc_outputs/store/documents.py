@@ -12,8 +12,9 @@ from typing import Any
 from jupyter_ydoc import YNotebook, YUnicode
 from jupyter_ydoc.ybasedoc import YBaseDoc
 
+from ..ydoc.guard import UpdateGuard
 from ..ydoc.writer import SERVER_ORIGIN
-from .notebook import load_notebook, notebook_dict, notebook_json
+from .notebook import check_notebook_shape, load_notebook, notebook_dict, notebook_json
 
 __all__ = ["KINDS", "NOTEBOOK", "TEXT_FILE", "DocumentKind", "RoomKey", "parse_room_name"]
 
@@ -27,6 +28,12 @@ class DocumentKind:
 
     def new_document(self) -> YBaseDoc:
         return YNotebook() if self is NOTEBOOK else YUnicode()
+
+    def guard(self, doc: YBaseDoc) -> UpdateGuard:
+        """What checks client updates to ``doc``: a notebook's shape, a text file's only
+        that pycrdt can apply them."""
+        check = check_notebook_shape if self is NOTEBOOK else None
+        return UpdateGuard(doc.ydoc, check)
 
     def load(self, doc: YBaseDoc, content: Any) -> None:
         """Put the contents manager's ``content`` into ``doc``; users cannot undo it."""

@@ -1,0 +1,139 @@
+"""The update guard against pycrdt alone: what it admits, refuses, and what it checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, Map, Text
+
+from ydoc_outputs.store.notebook import check_notebook_shape, load_notebook
+from ydoc_outputs.ydoc.guard import Touched, UpdateGuard, UpdateRefused
+
+from ..test_hostile import panicking_update
+
+NOTEBOOK: dict[str, Any] = {
+    "cells": [
+        {"cell_type": "code", "id": f"c{i}", "source": f"x = {i}", "metadata": {},
+         "outputs": [], "execution_count": None}
+        for i in range(3)
+    ],
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}  # fmt: skip
+
+
+class Room:
+    """A room's notebook with its guard, and a client's copy of it."""
+
+    def __init__(self) -> None:
+        self.server = YNotebook()
+        load_notebook(self.server, NOTEBOOK)
+        self.touched: list[Touched] = []
+        self.guard = UpdateGuard(self.server.ydoc, self._check)
+
+    def _check(self, doc: Doc, touched: Touched) -> None:
+        self.touched.append(touched)
+        check_notebook_shape(doc, touched)
+
+    def client(self) -> YNotebook:
+        nb = YNotebook()
+        nb.ydoc.apply_update(self.server.ydoc.get_update())
+        return nb
+
+    def send(self, client: YNotebook, edit: Any) -> None:
+        """Make ``edit`` on ``client``; admit its update, then apply it like the room."""
+        before = client.ydoc.get_state()
+        edit(client)
+        update = client.ydoc.get_update(before)
+        self.guard.admit(update)
+        self.server.ydoc.apply_update(update)
+
+
+def test_typing_is_admitted_without_checking_cells():
+    room = Room()
+    client = room.client()
+
+    def type_(nb: YNotebook) -> None:
+        source = nb.ycells[1]["source"]
+        source += " + 1"
+
+    room.send(client, type_)
+    assert room.server.get_cell(1)["source"] == "x = 1 + 1"
+    assert room.touched == []  # a Text edit cannot break the shape: no check at all
+
+
+def test_only_the_touched_cells_are_checked():
+    room = Room()
+    client = room.client()
+    room.send(client, lambda nb: nb.ycells[2]["metadata"].__setitem__("tags", ["a"]))
+    room.send(client, lambda nb: nb.ycells[0]["outputs"].append(Map({"output_type": "stream",
+              "name": "stdout", "text": Text("hi\n")})))  # fmt: skip
+    room.send(client, lambda nb: nb.ycells.insert(1, Map({"cell_type": "markdown",
+              "id": "md", "source": Text("# t"), "metadata": Map()})))  # fmt: skip
+    assert [t.cells for t in room.touched] == [{2: False}, {0: True}, {1: True}]
+    assert [cell["id"] for cell in room.server.get()["cells"]] == ["c0", "md", "c1", "c2"]
+
+
+def test_the_shadow_follows_what_the_server_and_other_clients_wrote():
+    room = Room()
+    alice, bob = room.client(), room.client()
+    room.send(alice, lambda nb: nb.ycells[0]["metadata"].__setitem__("a", 1))
+    # The server writes output directly, the guard never sees it ...
+    with room.server.ydoc.transaction():
+        output = {"output_type": "stream", "name": "stdout", "text": Text("out")}
+        room.server.ycells[2]["outputs"].append(Map(output))
+    bob.ydoc.apply_update(room.server.ydoc.get_update(bob.ydoc.get_state()))
+    # ... but a client's edit of that output is checked against it.
+    room.send(bob, lambda nb: nb.ycells[2]["outputs"][0].__setitem__("name", "stderr"))
+    with pytest.raises(UpdateRefused, match="nbformat"):
+        room.send(bob, lambda nb: nb.ycells[2]["outputs"][0].__setitem__("name", 5))
+    assert room.server.get_cell(2)["outputs"][0]["name"] == "stderr"
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda nb: nb.ycells.append("text"), "not a map"),
+        (lambda nb: nb.ycells[0].__setitem__("source", 3), "nbformat"),
+        (lambda nb: nb.ycells[1].__setitem__("cell_type", "x"), "nbformat"),
+        (lambda nb: nb.ycells[1].__setitem__("execution_count", "one"), "nbformat"),
+        (lambda nb: nb.ycells[0]["outputs"].append(Map({"output_type": "x"})), "nbformat"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", "x"), "nbformat"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("metadata", 1), "nbformat"),
+    ],
+)
+def test_shape_breaking_updates_are_refused(edit: Any, reason: str):
+    room = Room()
+    before = room.server.get()
+    with pytest.raises(UpdateRefused, match=reason):
+        room.send(room.client(), edit)
+    assert room.server.get() == before
+    # A later client update is checked against the room's document, not the refused one.
+    room.send(room.client(), lambda nb: nb.ycells[0]["metadata"].__setitem__("ok", True))
+    assert room.server.get_cell(0)["metadata"] == {"ok": True}
+
+
+def test_a_panicking_update_is_refused_and_the_next_one_admitted():
+    room = Room()
+    client = room.client()
+    with pytest.raises(UpdateRefused, match="panicked"):
+        room.guard.admit(panicking_update(room.server.ydoc))
+    room.send(client, lambda nb: nb.ycells[0]["metadata"].__setitem__("after", 1))
+    assert room.server.get_cell(0)["metadata"] == {"after": 1}
+
+
+def test_an_undecodable_update_is_refused():
+    guard = UpdateGuard(Doc())
+    with pytest.raises(UpdateRefused, match="not a valid update"):
+        guard.admit(b"\x01\x05garbage")
+
+
+def test_a_text_file_guard_checks_no_shape():
+    doc = Doc()
+    guard = UpdateGuard(doc)
+    client = Doc()
+    client.get("cells", type=Map)["x"] = "anything"
+    guard.admit(client.get_update())

@@ -1,0 +1,163 @@
+"""Try each client update on a shadow copy of a room's document before the room applies it.
+
+Two kinds of update must never reach a room's document, because neither can be undone
+once applied (the update store keeps them, every client receives them):
+
+- updates that make pycrdt panic: yrs can leave its block store half-integrated, after
+  which the document cannot be encoded and the process may crash later;
+- valid updates that break the notebook's shape (a cell that is a string, a source that
+  is a number): export and every autosave would fail from then on.
+
+The shadow is a second ``Doc`` that receives what the room's document gained since the
+last client update (a diff against the shadow's state vector), then the client's update.
+Only the cells that update touched are checked, so typing in a large notebook costs what
+the keystroke costs, twice. A panic poisons only the shadow, which is rebuilt on the
+next update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TextEvent
+
+__all__ = ["Touched", "UpdateGuard", "UpdateRefused"]
+
+log = logging.getLogger(__name__)
+
+
+class UpdateRefused(ValueError):
+    """A client's update that the room must not apply; the message says why."""
+
+
+@dataclass
+class Touched:
+    """What a notebook update changed, beyond the text inside its ``Text`` values.
+
+    Attributes:
+        cells: Indices (after the update) of cells inserted or changed, mapped to whether
+            their outputs changed too (outputs are only checked then: they can be large).
+        meta: Whether the notebook's ``meta`` map (nbformat, metadata) changed.
+    """
+
+    cells: dict[int, bool] = field(default_factory=dict)
+    meta: bool = False
+
+    def cell(self, index: int, outputs: bool) -> None:
+        self.cells[index] = self.cells.get(index, False) or outputs
+
+    def add_events(self, events: list[Any]) -> None:
+        """Record a deep observer's events on the ``cells`` array."""
+        for event in events:
+            if isinstance(event, TextEvent):
+                continue  # a Text stays a Text: typing can never break the shape
+            # pycrdt's event classes do not declare their attributes to type checkers.
+            changes: Any = event
+            path = changes.path
+            if not path:
+                if isinstance(event, ArrayEvent):
+                    self._add_inserted(changes.delta)
+                continue
+            index = path[0]
+            if not isinstance(index, int):
+                continue
+            outputs = len(path) > 1 and path[1] == "outputs"
+            if isinstance(event, MapEvent) and len(path) == 1:
+                outputs = "outputs" in changes.keys
+            self.cell(index, outputs)
+
+    def _add_inserted(self, delta: list[dict[str, Any]]) -> None:
+        index = 0
+        for change in delta:
+            if "retain" in change:
+                index += int(change["retain"])
+            elif "insert" in change:
+                for _ in change["insert"]:
+                    self.cell(index, True)
+                    index += 1
+
+
+#: Checks the shadow after an update: raises :class:`UpdateRefused` if it broke the shape.
+ShapeCheck = Callable[[Doc[Any], Touched], None]
+
+
+class UpdateGuard:
+    """Admits a client update into ``doc`` only if it applies cleanly to a shadow copy.
+
+    Args:
+        doc: The room's document.
+        check: Checks the shape of the shadow after an update, or None (text files:
+            only panics are caught).
+    """
+
+    def __init__(self, doc: Doc[Any], check: ShapeCheck | None = None) -> None:
+        self._doc = doc
+        self._check = check
+        self._shadow: Doc[Any] | None = None
+        self._subscriptions: list[Any] = []
+        self._touched = Touched()
+        #: Whether the shadow's observers record changes (not while it catches up).
+        self._recording = False
+
+    def _new_shadow(self) -> Doc[Any]:
+        shadow: Doc[Any] = Doc()
+        if self._check is not None:
+            cells: Array[Any] = shadow.get("cells", type=Array)
+            meta: Map[Any] = shadow.get("meta", type=Map)
+            # pycrdt unsubscribes when a subscription is garbage collected.
+            self._subscriptions = [
+                cells.observe_deep(self._cells_changed),
+                meta.observe_deep(self._meta_changed),
+            ]
+        return shadow
+
+    def _cells_changed(self, events: list[Any]) -> None:
+        if self._recording:
+            self._touched.add_events(events)
+
+    def _meta_changed(self, events: list[Any]) -> None:
+        if self._recording:
+            self._touched.meta = True
+
+    def admit(self, update: bytes) -> None:
+        """Check ``update``; the caller applies it to the room's document if this returns.
+
+        Raises:
+            UpdateRefused: pycrdt rejects the update, panics on it, or it breaks the shape.
+        """
+        shadow = self._shadow
+        if shadow is None:
+            shadow = self._shadow = self._new_shadow()
+        # What other clients and the kernel wrote since the last check; never panics,
+        # as the room's document accepted all of it.
+        shadow.apply_update(self._doc.get_update(shadow.get_state()))
+        self._touched = touched = Touched()
+        self._recording = True
+        try:
+            shadow.apply_update(update)
+        except Exception as e:
+            # pycrdt rejected it before changing anything (a decoding error).
+            raise UpdateRefused(f"not a valid update: {e}") from e
+        except BaseException as e:
+            if type(e).__name__ != "PanicException":
+                raise
+            self._shadow = None  # possibly half-integrated: rebuilt on the next update
+            log.warning("pycrdt panicked on a client's update: %s", e)
+            raise UpdateRefused("pycrdt panicked on the update") from e
+        finally:
+            self._recording = False
+        if self._check is None or not (touched.cells or touched.meta):
+            return
+        try:
+            self._check(shadow, touched)
+        except UpdateRefused:
+            # The shadow now holds the refused update, which the room will never have.
+            self._shadow = None
+            raise
+
+    def reset(self) -> None:
+        """Forget the shadow (it is rebuilt on the next update): frees its memory."""
+        self._shadow = None
