@@ -89,6 +89,7 @@ async def test_without_contents_every_endpoint_refuses(deny_contents: Server):
                 )
             )
             assert_refused(await http.get(f"/api/ydoc-outputs/export/{path}"))
+            assert_refused(await http.get(f"/api/ydoc-outputs/output/{room}/{cell}"))
             for method, url in UNSUPPORTED:
                 assert_refused(await http.request(method, url, content=b"{}"))
             assert_refused(await http.get(f"/api/contents/{path}"))  # the authorizer works
@@ -122,6 +123,8 @@ async def test_without_kernels_execution_is_refused_and_documents_still_work(
         export = await http.get(f"/api/ydoc-outputs/export/{path}")
         assert export.status_code == 200
         assert export.json()["cells"][0]["id"] == cell
+        output = await http.get(f"/api/ydoc-outputs/output/{room}/{cell}")
+        assert output.status_code == 200 and output.text == "", output.text
         for method, url in UNSUPPORTED:
             r = await http.request(method, url, content=b"{}")
             assert r.status_code == 501, (url, r.text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
@@ -11,6 +12,7 @@ from traitlets import Float, Int, Unicode
 
 from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
+from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
@@ -51,6 +53,22 @@ class YdocOutputsApp(ExtensionApp):
         config=True,
         help="A stream output longer than this continues in a new stream output at the "
         "next line, so that appending stays cheap however much a cell prints.",
+    )
+    cell_output_chars = Int(
+        10_000_000,
+        config=True,
+        help="The most output a cell keeps in the notebook, in characters (stream text and "
+        "the strings of rich outputs). Past it the cell keeps its first and its last half, "
+        "with a marker between them that links to the whole output; the middle goes to a "
+        "spill file (spill_path). Bounds memory and notebook size under a runaway print "
+        "loop. 0 keeps everything.",
+    )
+    spill_path = Unicode(
+        "",
+        config=True,
+        help="Directory of the spill files of truncated cells, served by "
+        "GET api/ydoc-outputs/output/{document_id}/{cell_id}. Empty: ydoc_outputs/spill in "
+        "the Jupyter data dir.",
     )
     store_path = Unicode(
         "",
@@ -127,17 +145,21 @@ class YdocOutputsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
         assert serverapp is not None
+        data_dir = Path(jupyter_data_dir()) / "ydoc_outputs"
         self.room_manager = RoomManager(
             serverapp.contents_manager,
             lambda: self.settings["file_id_manager"],
             cleanup_delay=self.room_cleanup_delay,
             autosave_delay=self.autosave_delay,
-            limits=OutputLimits(stream_segment_chars=self.stream_segment_chars),
-            store=UpdateStore(
-                self.store_path or Path(jupyter_data_dir()) / "ydoc_outputs" / "updates.db"
+            limits=OutputLimits(
+                stream_segment_chars=self.stream_segment_chars,
+                cell_output_chars=self.cell_output_chars,
             ),
+            store=UpdateStore(self.store_path or data_dir / "updates.db"),
             squash_after=self.store_squash_after,
             file_poll_interval=self.file_poll_interval,
+            spill_root=Path(self.spill_path) if self.spill_path else data_dir / "spill",
+            output_url=self._output_url,
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager, self.room_manager, self.run_order_window
@@ -156,6 +178,14 @@ class YdocOutputsApp(ExtensionApp):
         page_config: dict[str, Any] = serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true"
 
+    def _output_url(self, document_id: str, cell_id: str) -> str:
+        """The URL of a cell's whole output (see OutputHandler)."""
+        assert self.serverapp is not None
+        base: str = self.serverapp.base_url
+        return (
+            f"{base}api/ydoc-outputs/output/{quote(document_id, safe='')}/{quote(cell_id, safe='')}"
+        )
+
     def initialize_handlers(self) -> None:
         self.handlers.extend(
             [
@@ -163,6 +193,7 @@ class YdocOutputsApp(ExtensionApp):
                 (r"/api/collaboration/room/(.*)", RoomWebsocketHandler),
                 (rf"/api/kernels/{_kernel_id}/execute", ExecuteHandler),
                 (r"/api/ydoc-outputs/export/(.*)", ExportHandler),
+                (r"/api/ydoc-outputs/output/([^/]+)/([^/]+)", OutputHandler),
                 (r"/api/collaboration/(timeline|fork|undo_redo)(/.*)?", UnsupportedHandler),
             ]
         )

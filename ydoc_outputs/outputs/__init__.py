@@ -9,6 +9,7 @@ from .mapping import OUTPUT_MSG_TYPES, display_id_of, output_from_message
 from .ops import (
     AppendOutput,
     ClearOutputs,
+    DropOutput,
     EditStream,
     ExecutionState,
     KernelMessage,
@@ -18,6 +19,7 @@ from .ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    TruncateOutputs,
 )
 from .reducer import OutputLimits, OutputReducer
 from .routing import DEFAULT_MAX_ROUTES, ParentRouter, Route
@@ -28,6 +30,7 @@ __all__ = [
     "OUTPUT_MSG_TYPES",
     "AppendOutput",
     "ClearOutputs",
+    "DropOutput",
     "EditStream",
     "ExecutionState",
     "KernelMessage",
@@ -42,6 +45,7 @@ __all__ = [
     "Route",
     "SetExecutionCount",
     "SetExecutionState",
+    "TruncateOutputs",
     "collapse_controls",
     "display_id_of",
     "output_from_message",

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeAlias, TypedDict
 __all__ = [
     "AppendOutput",
     "ClearOutputs",
+    "DropOutput",
     "EditStream",
     "ExecutionState",
     "KernelMessage",
@@ -22,6 +23,7 @@ __all__ = [
     "ReplaceOutput",
     "SetExecutionCount",
     "SetExecutionState",
+    "TruncateOutputs",
 ]
 
 ExecutionState: TypeAlias = Literal["running", "idle"]
@@ -107,6 +109,32 @@ class ReplaceOutput:
     output: OutputDict
 
 
+@dataclass(frozen=True, slots=True)
+class TruncateOutputs:
+    """Insert the truncation marker at ``index``: the cell's output grew past its limit.
+
+    The outputs from ``index`` on move after the marker (the writer deletes and appends
+    them again, since the frontend renders every inserted output at the end).
+    """
+
+    cell_id: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropOutput:
+    """Move the first output after the truncation marker to the cell's spill file."""
+
+    cell_id: str
+
+
 Op: TypeAlias = (
-    SetExecutionCount | SetExecutionState | ClearOutputs | AppendOutput | EditStream | ReplaceOutput
+    SetExecutionCount
+    | SetExecutionState
+    | ClearOutputs
+    | AppendOutput
+    | EditStream
+    | ReplaceOutput
+    | TruncateOutputs
+    | DropOutput
 )

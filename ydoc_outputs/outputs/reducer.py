@@ -13,12 +13,14 @@ from .mapping import display_id_of, output_from_message
 from .ops import (
     AppendOutput,
     ClearOutputs,
+    DropOutput,
     KernelMessage,
     Op,
     OutputDict,
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    TruncateOutputs,
 )
 from .stream import StreamOutput
 from .text import LineBuffer
@@ -34,13 +36,21 @@ class OutputLimits:
         stream_segment_chars: Once a stream output holds this many characters and ends
             with a newline, the stream continues in a new output, so that appending to
             a ``Text`` stays cheap. A line is never split across outputs.
+        cell_output_chars: The most output a cell keeps in the document, counted in
+            characters (stream text, and the strings of rich outputs). Past it, the cell
+            keeps its first and its last ``cell_output_chars / 2``, with a truncation
+            marker between them; the outputs dropped in between go to a spill file.
+            0 keeps everything.
     """
 
     stream_segment_chars: int = 65536
+    cell_output_chars: int = 10_000_000
 
     def __post_init__(self) -> None:
         if self.stream_segment_chars < 1:
             raise ValueError("stream_segment_chars must be at least 1")
+        if self.cell_output_chars < 0:
+            raise ValueError("cell_output_chars must be 0 (no limit) or more")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +63,32 @@ class _DisplayRef:
 class _Cell:
     """Shadow of one cell's outputs, as the document holds them once a batch is applied."""
 
-    __slots__ = ("clear_pending", "count", "displays", "execution_count", "stream")
+    __slots__ = (
+        "clear_pending",
+        "count",
+        "displays",
+        "execution_count",
+        "head_chars",
+        "marker",
+        "sizes",
+        "stream",
+        "stream_entry",
+        "total_chars",
+    )
 
     def __init__(self) -> None:
         self.count = 0
         self.stream: StreamOutput | None = None  # the last output, when it is a stream
+        self.stream_entry: _Entry | None = None  # its entry in the current batch
         self.displays: dict[str, list[_DisplayRef]] = {}
         self.clear_pending = False  # clear_output(wait=True) not applied yet
         self.execution_count: int | None = None  # from execute_input, written at idle
+        # Size limit bookkeeping: the characters of each output (the last stream's as of
+        # the last output boundary), their sum, and the truncation marker once there.
+        self.sizes: list[int] = []
+        self.total_chars = 0
+        self.marker: int | None = None
+        self.head_chars = 0  # characters before the marker
 
 
 class _Entry:
@@ -187,7 +215,8 @@ class OutputReducer:
             stream = self._new_stream(cell_id, cell, name)
         elif not stream.in_batch:
             stream.in_batch = True
-            self._queue_entry(_Entry(cell_id, None, stream), output=True)
+            cell.stream_entry = _Entry(cell_id, None, stream)
+            self._queue_entry(cell.stream_entry, output=True)
         done = stream.line.feed(output["text"])
         if done:
             self._take_completed(cell_id, cell, stream, done)
@@ -239,6 +268,7 @@ class OutputReducer:
                 }
                 if ref.output_type == "execute_result":
                     output["execution_count"] = ref.execution_count
+                self._resize(self._cells[cell_id], ref.index, output_chars(output))
                 self._queue_op(cell_id, ReplaceOutput(cell_id, ref.index, output), output=True)
 
     def _clear_output(self, cell_id: str, *, wait: bool) -> None:
@@ -264,19 +294,109 @@ class OutputReducer:
         return cell
 
     def _append(self, cell_id: str, cell: _Cell, output: OutputDict) -> int:
+        size = output_chars(output)
+        self._make_room(cell_id, cell, size)
         index = cell.count
         cell.count += 1
+        cell.sizes.append(size)
+        cell.total_chars += size
         cell.stream = None
         self._queue_op(cell_id, AppendOutput(cell_id, output), output=True)
         return index
 
     def _new_stream(self, cell_id: str, cell: _Cell, name: str) -> StreamOutput:
+        self._make_room(cell_id, cell, self.limits.stream_segment_chars)
         stream = StreamOutput(cell.count, name)
         cell.count += 1
+        cell.sizes.append(0)
         cell.stream = stream
         stream.in_batch = True
-        self._queue_entry(_Entry(cell_id, None, stream), output=True)
+        entry = _Entry(cell_id, None, stream)
+        cell.stream_entry = entry
+        self._queue_entry(entry, output=True)
         return stream
+
+    # -- size limit ------------------------------------------------------------------
+
+    def _make_room(self, cell_id: str, cell: _Cell, incoming: int) -> None:
+        """Before a new output of about ``incoming`` characters: keep the cell in limits.
+
+        The first time the cell would pass ``cell_output_chars``, the marker goes after
+        the outputs that fit in half the limit (the head); then the oldest outputs after
+        the marker are dropped until the tail and the new output fit in what is left.
+        """
+        limit = self.limits.cell_output_chars
+        if not limit:
+            return
+        self._settle_stream(cell)
+        if cell.marker is None:
+            if cell.total_chars + incoming <= limit:
+                return
+            self._seal_stream(cell)
+            head = head_chars = 0
+            while head < cell.count and head_chars + cell.sizes[head] <= limit // 2:
+                head_chars += cell.sizes[head]
+                head += 1
+            self._queue_op(cell_id, TruncateOutputs(cell_id, head), output=True)
+            cell.sizes.insert(head, 0)
+            cell.count += 1
+            cell.marker, cell.head_chars = head, head_chars
+            self._shift_displays(cell_id, cell, head, +1)
+        first = cell.marker + 1
+        while cell.count > first and cell.total_chars - cell.head_chars + incoming > limit // 2:
+            self._seal_stream(cell)
+            self._queue_op(cell_id, DropOutput(cell_id), output=True)
+            cell.total_chars -= cell.sizes.pop(first)
+            cell.count -= 1
+            self._shift_displays(cell_id, cell, first, -1)
+
+    @staticmethod
+    def _resize(cell: _Cell, index: int, size: int) -> None:
+        if index < len(cell.sizes):
+            cell.total_chars += size - cell.sizes[index]
+            if cell.marker is not None and index < cell.marker:
+                cell.head_chars += size - cell.sizes[index]
+            cell.sizes[index] = size
+
+    @staticmethod
+    def _settle_stream(cell: _Cell) -> None:
+        """Bring the size of the cell's last stream output up to date."""
+        stream = cell.stream
+        if stream is not None:
+            OutputReducer._resize(cell, stream.index, stream.completed_len + len(stream.line.text))
+
+    @staticmethod
+    def _seal_stream(cell: _Cell) -> None:
+        """Make the last stream's pending operation now, with the index it has now.
+
+        The cell's outputs are about to move; the stream gets no more text (a new output
+        follows), so its operation can be made before the flush.
+        """
+        entry = cell.stream_entry
+        if entry is not None and entry.stream is not None and not entry.dropped:
+            entry.op = entry.stream.take_op(entry.cell_id)
+            entry.stream = None
+        cell.stream_entry = None
+        cell.stream = None
+
+    def _shift_displays(self, cell_id: str, cell: _Cell, index: int, by: int) -> None:
+        """Outputs from ``index`` on moved by ``by`` (-1: the one at ``index`` is gone)."""
+        for display_id, refs in list(cell.displays.items()):
+            moved = [
+                _DisplayRef(ref.index + by, ref.output_type, ref.execution_count)
+                if ref.index > index or (ref.index == index and by > 0)
+                else ref
+                for ref in refs
+                if not (by < 0 and ref.index == index)
+            ]
+            if moved:
+                cell.displays[display_id] = moved
+                continue
+            del cell.displays[display_id]
+            cells = self._display_cells[display_id]
+            cells.pop(cell_id, None)
+            if not cells:
+                del self._display_cells[display_id]
 
     def _queue_clear(self, cell_id: str) -> None:
         # The clear wipes whatever this batch did to the cell's outputs, so drop it:
@@ -306,6 +426,20 @@ class OutputReducer:
         self._queue.append(entry)
         if output:
             self._batch_outputs.setdefault(entry.cell_id, []).append(entry)
+
+
+def output_chars(output: OutputDict) -> int:
+    """The size of an output for the cell limit: the characters of its strings."""
+    total = 0
+    for key in ("text", "data", "traceback", "ename", "evalue"):
+        value = output.get(key)
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, dict):
+            total += sum(len(v) if isinstance(v, str) else len(str(v)) for v in value.values())
+        elif isinstance(value, list):
+            total += sum(len(v) for v in value if isinstance(v, str))
+    return total
 
 
 def _unpack(msg: KernelMessage) -> tuple[str, dict[str, Any]] | None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -52,6 +53,8 @@ class RoomManager:
         store: UpdateStore | None = None,
         squash_after: float | None = None,
         file_poll_interval: float = 1.0,
+        spill_root: Path | None = None,
+        output_url: Callable[[str, str], str] | None = None,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -69,6 +72,9 @@ class RoomManager:
         self.squash_after = squash_after
         self._store_started: asyncio.Future[None] | None = None
         self.watcher = FileWatcher(self, contents_manager, file_poll_interval)
+        #: Where truncated cells spill their middle output, and the URL that serves it.
+        self.spill_root = spill_root
+        self.output_url = output_url
 
     async def start_store(self) -> None:
         """Open the update store (once) and record this process's session id in it."""
@@ -166,7 +172,14 @@ class RoomManager:
         }
         room: DocumentRoom
         if kind is NOTEBOOK:
-            room = NotebookRoom(key, self._save, limits=self.limits, **options)
+            room = NotebookRoom(
+                key,
+                self._save,
+                limits=self.limits,
+                spill_root=self.spill_root,
+                output_url=self.output_url,
+                **options,
+            )
         else:
             room = DocumentRoom(key, self._save, **options)
         await room.start(model["content"], path, disk_is_ours)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from jupyter_ydoc import YNotebook
@@ -15,13 +16,14 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import Channel
 from pycrdt.websocket import YRoom
 
-from ..outputs.ops import KernelMessage
+from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
 from ..store.autosave import Autosaver
 from ..store.documents import RoomKey
 from ..store.persistence import RoomPersistence
+from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
-from ..ydoc.writer import SERVER_ORIGIN, OutputWriter
+from ..ydoc.writer import SERVER_ORIGIN, OutputWriter, truncation_marker
 from .protocol import SYNC_MESSAGE, FrameReader
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
@@ -175,12 +177,26 @@ class NotebookRoom(DocumentRoom):
         limits: OutputLimits,
         store: UpdateStore | None = None,
         squash_after: float | None = None,
+        spill_root: Path | None = None,
+        output_url: Callable[[str, str], str] | None = None,
     ) -> None:
         super().__init__(
             key, save, autosave_delay=autosave_delay, store=store, squash_after=squash_after
         )
         self.reducer = OutputReducer(limits)
-        self.writer = OutputWriter(self.ynotebook)
+        #: Outputs dropped from truncated cells (None: they are discarded).
+        self.spill = SpillStore(spill_root, key.file_id) if spill_root is not None else None
+
+        def marker(cell_id: str) -> OutputDict:
+            url = output_url(self.name, cell_id) if output_url is not None else None
+            return truncation_marker(limits.cell_output_chars, url)
+
+        self.writer = OutputWriter(self.ynotebook, self.spill, marker)
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.spill is not None:
+            self.spill.close()
 
     async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
         await super().start(content, path, disk_is_ours)

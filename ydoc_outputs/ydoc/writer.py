@@ -8,9 +8,10 @@ of the last output only (see DESIGN.md, "How remote output changes are rendered"
 
 from __future__ import annotations
 
+import html
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from jupyter_ydoc import YNotebook
 from pycrdt import Array, Map, Text
@@ -18,15 +19,27 @@ from pycrdt import Array, Map, Text
 from ..outputs.ops import (
     AppendOutput,
     ClearOutputs,
+    DropOutput,
     EditStream,
     Op,
     OutputDict,
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    TruncateOutputs,
 )
 
-__all__ = ["SERVER_ORIGIN", "OutputWriter", "find_code_cell", "youtput"]
+__all__ = [
+    "SERVER_ORIGIN",
+    "TRUNCATION_KEY",
+    "OutputWriter",
+    "SpillSink",
+    "find_code_cell",
+    "is_marker",
+    "output_text",
+    "truncation_marker",
+    "youtput",
+]
 
 #: Origin of every transaction the server makes. The notebook's undo manager only
 #: tracks transactions without an origin, so users can never undo kernel output and
@@ -34,6 +47,80 @@ __all__ = ["SERVER_ORIGIN", "OutputWriter", "find_code_cell", "youtput"]
 SERVER_ORIGIN = "ydoc-outputs:server"
 
 log = logging.getLogger(__name__)
+
+#: Metadata key of the truncation marker output: ``{"ydoc_outputs": {"truncated": true}}``.
+TRUNCATION_KEY = "ydoc_outputs"
+
+
+class SpillSink(Protocol):
+    """Where outputs dropped from a cell's tail window go (``store/spill.py``)."""
+
+    def append(self, cell_id: str, text: str) -> None: ...
+
+    def clear(self, cell_id: str) -> None: ...
+
+
+#: Builds the truncation marker output of a cell.
+MarkerFactory = Callable[[str], OutputDict]
+
+
+def truncation_marker(limit: int | None = None, url: str | None = None) -> OutputDict:
+    """The output that stands between the head and the tail of a truncated cell.
+
+    Args:
+        limit: The cell limit in characters (``cell_output_chars``).
+        url: Where the whole output can be fetched, if anywhere.
+    """
+    if limit:
+        text = (
+            f"[ydoc-outputs] This cell printed more than {limit:,} characters. The first "
+            f"and the last {limit // 2:,} are shown; the middle was moved out of the notebook"
+        )
+    else:
+        text = "[ydoc-outputs] Output truncated: the middle was moved out of the notebook"
+    data = {"text/plain": text + (f": {url}" if url else ".")}
+    if url:
+        link = f'<a href="{html.escape(url)}" target="_blank">whole output</a>'
+        data["text/html"] = f"<pre>{html.escape(text)} ({link}).</pre>"
+    return {
+        "output_type": "display_data",
+        "data": data,
+        "metadata": {TRUNCATION_KEY: {"truncated": True}},
+    }
+
+
+def default_marker(cell_id: str) -> OutputDict:
+    return truncation_marker()
+
+
+def is_marker(output: Any) -> bool:
+    """Whether a Y output is the truncation marker (its metadata may be a dict or Map)."""
+    metadata = output.get("metadata") if isinstance(output, Map) else None
+    if isinstance(metadata, Map):
+        metadata = metadata.to_py()
+    mine = metadata.get(TRUNCATION_KEY) if isinstance(metadata, dict) else None
+    return isinstance(mine, dict) and mine.get("truncated") is True
+
+
+def output_text(output: OutputDict) -> str:
+    """An output as plain text, for the spill file: a stream's text, else its
+    ``text/plain`` (or traceback), else a one-line placeholder."""
+    output_type = output.get("output_type")
+    if output_type == "stream":
+        text = output.get("text", "")
+        return text if isinstance(text, str) else "".join(map(str, text))
+    if output_type == "error":
+        traceback = output.get("traceback")
+        if isinstance(traceback, list):
+            return "\n".join(map(str, traceback)) + "\n"
+    data = output.get("data")
+    plain = data.get("text/plain") if isinstance(data, dict) else None
+    if isinstance(plain, list):
+        plain = "".join(map(str, plain))
+    if isinstance(plain, str):
+        return plain if plain.endswith("\n") else plain + "\n"
+    kinds = ", ".join(sorted(data)) if isinstance(data, dict) else ""
+    return f"[{output_type}: {kinds}]\n"
 
 
 def youtput(output: OutputDict) -> Map[Any]:
@@ -56,8 +143,15 @@ def find_code_cell(ynotebook: YNotebook, cell_id: str) -> Map[Any] | None:
 class OutputWriter:
     """Writes output operations into one YNotebook."""
 
-    def __init__(self, ynotebook: YNotebook) -> None:
+    def __init__(
+        self,
+        ynotebook: YNotebook,
+        spill: SpillSink | None = None,
+        marker: MarkerFactory = default_marker,
+    ) -> None:
         self._ynotebook = ynotebook
+        self._spill = spill
+        self._marker = marker
 
     def apply(self, ops: Iterable[Op]) -> int:
         """Apply ``ops`` in one transaction; return how many were applied.
@@ -110,12 +204,40 @@ class OutputWriter:
             outputs = self._outputs(ycell)
             if len(outputs):
                 outputs.clear()
+            if self._spill is not None:
+                self._spill.clear(op.cell_id)
         elif isinstance(op, AppendOutput):
             self._outputs(ycell).append(youtput(op.output))
         elif isinstance(op, EditStream):
             self._edit_stream(self._outputs(ycell), op)
         elif isinstance(op, ReplaceOutput):
             self._replace(self._outputs(ycell), op)
+        elif isinstance(op, TruncateOutputs):
+            self._truncate(self._outputs(ycell), op)
+        elif isinstance(op, DropOutput):
+            self._drop(self._outputs(ycell), op)
+
+    def _truncate(self, outputs: Array[Any], op: TruncateOutputs) -> None:
+        count = len(outputs)
+        index = min(max(op.index, 0), count)
+        # Inserted outputs render at the end: move the ones after the marker's place.
+        rest = [_to_py(outputs[i]) for i in range(index, count)]
+        if rest:
+            del outputs[index:count]
+        outputs.append(youtput(self._marker(op.cell_id)))
+        for output in rest:
+            outputs.append(youtput(output))
+
+    def _drop(self, outputs: Array[Any], op: DropOutput) -> None:
+        # Found by its metadata, not by index: a user may have changed the outputs.
+        count = len(outputs)
+        for index in range(count - 1):
+            if is_marker(outputs[index]):
+                dropped = outputs[index + 1]
+                if self._spill is not None:
+                    self._spill.append(op.cell_id, output_text(_to_py(dropped)))
+                del outputs[index + 1]
+                return
 
     @staticmethod
     def _edit_stream(outputs: Array[Any], op: EditStream) -> None:

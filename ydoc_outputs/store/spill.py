@@ -1,0 +1,81 @@
+"""Spill files: the middle of a cell's output that the document no longer holds.
+
+Past ``cell_output_chars``, a cell keeps the head and the tail of its output in the
+document, with a marker between them; every output dropped from the tail window is
+appended here as text, so head + spill + tail is the cell's whole output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = ["SpillStore"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes read at a time when a spill file is served.
+CHUNK_BYTES = 1 << 20
+
+
+class SpillStore:
+    """Spill files of one document, one per cell, under ``root/<document key>/``.
+
+    Writes are appends to an open file, made from the event loop: outputs are dropped a
+    segment (``stream_segment_chars``) at a time, so each write is small.
+    """
+
+    def __init__(self, root: Path, document: str) -> None:
+        # File ids are uuids, but a name must never escape ``root``: hash it.
+        key = hashlib.sha256(document.encode()).hexdigest()[:32]
+        self.directory = root / key
+        self._open: dict[str, IO[str]] = {}
+
+    def path(self, cell_id: str) -> Path:
+        key = hashlib.sha256(cell_id.encode()).hexdigest()[:32]
+        return self.directory / f"{key}.txt"
+
+    def append(self, cell_id: str, text: str) -> None:
+        """Append ``text`` to the cell's spill file. An I/O error is logged, not raised:
+        the document must go on even if the disk is full."""
+        try:
+            file = self._open.get(cell_id)
+            if file is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                file = self._open[cell_id] = self.path(cell_id).open(
+                    "a", encoding="utf-8", errors="surrogatepass", newline=""
+                )
+            file.write(text)
+            file.flush()
+        except OSError:
+            log.exception("cannot write the spill file of cell %s", cell_id)
+
+    def clear(self, cell_id: str) -> None:
+        """Forget the cell's spilled output (its outputs were cleared or it runs again)."""
+        file = self._open.pop(cell_id, None)
+        if file is not None:
+            file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path(cell_id).unlink()
+
+    def read(self, cell_id: str) -> Iterator[str]:
+        """The cell's spilled text, in chunks; nothing if it has none."""
+        file = self._open.get(cell_id)
+        if file is not None:
+            file.flush()
+        try:
+            with self.path(cell_id).open(encoding="utf-8", errors="surrogatepass", newline="") as f:
+                while chunk := f.read(CHUNK_BYTES):
+                    yield chunk
+        except FileNotFoundError:
+            return
+
+    def close(self) -> None:
+        """Close the open files (the room stops); the files stay for later reads."""
+        for file in self._open.values():
+            file.close()
+        self._open.clear()
