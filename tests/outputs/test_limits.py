@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from ydoc_outputs.outputs.budget import output_chars
 from ydoc_outputs.outputs.ops import DropOutput, Op, OutputDict, TruncateOutputs
-from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer, output_chars
+from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer
 
 from .test_reducer import FakeDocument, display, out, update
 
@@ -166,3 +167,22 @@ def test_random_output_matches_an_unlimited_reducer() -> None:
         run(OutputReducer(unlimited), reference, messages, batch)
         assert limited.whole(CELL) == reference.outputs[CELL]
         assert limited.chars(CELL) <= 300 + limits.stream_segment_chars + 80 + 60
+
+
+def test_a_line_that_never_ends_is_cut_into_segments() -> None:
+    limits = OutputLimits(stream_segment_chars=100, cell_output_chars=0, line_chars=100)
+    reducer = OutputReducer(limits)
+    doc = LimitedDocument()
+    run(reducer, doc, [out(".") for _ in range(1000)], batch=7)
+    texts = [o["text"] for o in doc.outputs[CELL]]
+    assert "".join(texts) == "." * 1000
+    assert max(map(len, texts)) <= 101 + 7
+
+
+def test_a_line_that_never_ends_stays_under_the_cell_limit() -> None:
+    limits = OutputLimits(stream_segment_chars=100, cell_output_chars=1000, line_chars=100)
+    reducer = OutputReducer(limits)
+    doc = LimitedDocument()
+    run(reducer, doc, [out("x" * 37) for _ in range(3000)], batch=5)
+    assert doc.chars(CELL) <= 1000 + 100 + 5 * 37
+    assert stream_text(doc.whole(CELL)) == "x" * 37 * 3000

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .budget import CellBudget, output_chars
 from .mapping import display_id_of, output_from_message
 from .ops import (
     AppendOutput,
@@ -41,14 +42,19 @@ class OutputLimits:
             keeps its first and its last ``cell_output_chars / 2``, with a truncation
             marker between them; the outputs dropped in between go to a spill file.
             0 keeps everything.
+        line_chars: An unfinished line longer than this is cut: what it holds so far is
+            treated as a completed line, so a line without end stays bounded too.
     """
 
     stream_segment_chars: int = 65536
     cell_output_chars: int = 10_000_000
+    line_chars: int = 1_048_576
 
     def __post_init__(self) -> None:
         if self.stream_segment_chars < 1:
             raise ValueError("stream_segment_chars must be at least 1")
+        if self.line_chars < 1:
+            raise ValueError("line_chars must be at least 1")
         if self.cell_output_chars < 0:
             raise ValueError("cell_output_chars must be 0 (no limit) or more")
 
@@ -64,16 +70,13 @@ class _Cell:
     """Shadow of one cell's outputs, as the document holds them once a batch is applied."""
 
     __slots__ = (
+        "budget",
         "clear_pending",
         "count",
         "displays",
         "execution_count",
-        "head_chars",
-        "marker",
-        "sizes",
         "stream",
         "stream_entry",
-        "total_chars",
     )
 
     def __init__(self) -> None:
@@ -83,12 +86,8 @@ class _Cell:
         self.displays: dict[str, list[_DisplayRef]] = {}
         self.clear_pending = False  # clear_output(wait=True) not applied yet
         self.execution_count: int | None = None  # from execute_input, written at idle
-        # Size limit bookkeeping: the characters of each output (the last stream's as of
-        # the last output boundary), their sum, and the truncation marker once there.
-        self.sizes: list[int] = []
-        self.total_chars = 0
-        self.marker: int | None = None
-        self.head_chars = 0  # characters before the marker
+        # Sizes of the outputs (the last stream's as of the last output boundary).
+        self.budget = CellBudget()
 
 
 class _Entry:
@@ -220,6 +219,13 @@ class OutputReducer:
         done = stream.line.feed(output["text"])
         if done:
             self._take_completed(cell_id, cell, stream, done)
+            stream = cell.stream or stream
+        if len(stream.line) > self.limits.line_chars:
+            # A line that never ends (dots printed forever) would grow one Text without
+            # bound: its text so far counts as completed, and the next text starts a new
+            # segment. A later "\r" then rewrites only what follows the cut.
+            stream.add_completed(stream.line.text)
+            stream.line = LineBuffer()
 
     def _take_completed(self, cell_id: str, cell: _Cell, stream: StreamOutput, done: str) -> None:
         """Give completed lines to ``stream``, continuing in new outputs past the cap."""
@@ -268,7 +274,7 @@ class OutputReducer:
                 }
                 if ref.output_type == "execute_result":
                     output["execution_count"] = ref.execution_count
-                self._resize(self._cells[cell_id], ref.index, output_chars(output))
+                self._cells[cell_id].budget.resize(ref.index, output_chars(output))
                 self._queue_op(cell_id, ReplaceOutput(cell_id, ref.index, output), output=True)
 
     def _clear_output(self, cell_id: str, *, wait: bool) -> None:
@@ -298,8 +304,7 @@ class OutputReducer:
         self._make_room(cell_id, cell, size)
         index = cell.count
         cell.count += 1
-        cell.sizes.append(size)
-        cell.total_chars += size
+        cell.budget.append(size)
         cell.stream = None
         self._queue_op(cell_id, AppendOutput(cell_id, output), output=True)
         return index
@@ -308,7 +313,7 @@ class OutputReducer:
         self._make_room(cell_id, cell, self.limits.stream_segment_chars)
         stream = StreamOutput(cell.count, name)
         cell.count += 1
-        cell.sizes.append(0)
+        cell.budget.append(0)
         cell.stream = stream
         stream.in_batch = True
         entry = _Entry(cell_id, None, stream)
@@ -329,41 +334,26 @@ class OutputReducer:
         if not limit:
             return
         self._settle_stream(cell)
-        if cell.marker is None:
-            if cell.total_chars + incoming <= limit:
-                return
+        budget = cell.budget
+        marker = budget.place_marker(incoming, limit)
+        if marker is not None:
             self._seal_stream(cell)
-            head = head_chars = 0
-            while head < cell.count and head_chars + cell.sizes[head] <= limit // 2:
-                head_chars += cell.sizes[head]
-                head += 1
-            self._queue_op(cell_id, TruncateOutputs(cell_id, head), output=True)
-            cell.sizes.insert(head, 0)
+            self._queue_op(cell_id, TruncateOutputs(cell_id, marker), output=True)
             cell.count += 1
-            cell.marker, cell.head_chars = head, head_chars
-            self._shift_displays(cell_id, cell, head, +1)
-        first = cell.marker + 1
-        while cell.count > first and cell.total_chars - cell.head_chars + incoming > limit // 2:
+            self._shift_displays(cell_id, cell, marker, +1)
+        while budget.drop_one(incoming, limit):
+            assert budget.marker is not None
             self._seal_stream(cell)
             self._queue_op(cell_id, DropOutput(cell_id), output=True)
-            cell.total_chars -= cell.sizes.pop(first)
             cell.count -= 1
-            self._shift_displays(cell_id, cell, first, -1)
-
-    @staticmethod
-    def _resize(cell: _Cell, index: int, size: int) -> None:
-        if index < len(cell.sizes):
-            cell.total_chars += size - cell.sizes[index]
-            if cell.marker is not None and index < cell.marker:
-                cell.head_chars += size - cell.sizes[index]
-            cell.sizes[index] = size
+            self._shift_displays(cell_id, cell, budget.marker + 1, -1)
 
     @staticmethod
     def _settle_stream(cell: _Cell) -> None:
         """Bring the size of the cell's last stream output up to date."""
         stream = cell.stream
         if stream is not None:
-            OutputReducer._resize(cell, stream.index, stream.completed_len + len(stream.line.text))
+            cell.budget.resize(stream.index, stream.completed_len + len(stream.line.text))
 
     @staticmethod
     def _seal_stream(cell: _Cell) -> None:
@@ -426,20 +416,6 @@ class OutputReducer:
         self._queue.append(entry)
         if output:
             self._batch_outputs.setdefault(entry.cell_id, []).append(entry)
-
-
-def output_chars(output: OutputDict) -> int:
-    """The size of an output for the cell limit: the characters of its strings."""
-    total = 0
-    for key in ("text", "data", "traceback", "ename", "evalue"):
-        value = output.get(key)
-        if isinstance(value, str):
-            total += len(value)
-        elif isinstance(value, dict):
-            total += sum(len(v) if isinstance(v, str) else len(str(v)) for v in value.values())
-        elif isinstance(value, list):
-            total += sum(len(v) for v in value if isinstance(v, str))
-    return total
 
 
 def _unpack(msg: KernelMessage) -> tuple[str, dict[str, Any]] | None:
