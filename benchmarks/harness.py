@@ -13,6 +13,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -283,13 +284,16 @@ class BareKernel:
         self._client.stop_channels()
         await self._manager.shutdown_kernel(now=True)
 
-    async def run(self, code: str, suffix: str = "") -> BareRun:
+    async def run(
+        self, code: str, suffix: str = "", on_stream: Callable[[str], None] | None = None
+    ) -> BareRun:
         """Execute ``code`` and consume its iopub messages until the kernel is idle.
 
         Args:
             code: The code to run.
             suffix: The end of the last stream message awaited; the time is taken when it
                 arrives (or at idle if it is empty).
+            on_stream: Called with the text of each stream message as it arrives.
 
         Returns:
             The time to the awaited stream text and the number of iopub messages.
@@ -307,6 +311,8 @@ class BareKernel:
             messages += 1
             msg_type, content = msg["msg_type"], msg["content"]
             if msg_type == "stream":
+                if on_stream is not None:
+                    on_stream(content["text"])
                 if seen_at is None and suffix and content["text"].endswith(suffix):
                     seen_at = time.perf_counter()
                 if content["name"] == "stdout":

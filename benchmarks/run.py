@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import ingest
+from . import fanout, ingest
 from .harness import Options
 from .report import Table
 
@@ -18,6 +18,7 @@ __all__ = ["BENCHMARKS", "main"]
 #: Every benchmark, by name, in the order they run.
 BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "ingest": ingest.run,
+    "fanout": fanout.run,
 }
 
 

@@ -48,6 +48,14 @@ class YdocOutputsApp(ExtensionApp):
         help="Execution requests of one document arriving within this many seconds of "
         "each other run in the order of their cells (Run All sends them all at once).",
     )
+    output_batch_interval = Float(
+        0.01,
+        config=True,
+        help="Seconds the server waits after writing a batch of kernel output before it "
+        "reads the next one, so that output arriving meanwhile is written in one Y "
+        "transaction and sent to each client in one message. Adds at most this much "
+        "latency to continuous output; the first message after quiet is written at once.",
+    )
     stream_segment_chars = Int(
         65536,
         config=True,
@@ -162,7 +170,10 @@ class YdocOutputsApp(ExtensionApp):
             output_url=self._output_url,
         )
         self.execution = ExecutionService(
-            serverapp.kernel_manager, self.room_manager, self.run_order_window
+            serverapp.kernel_manager,
+            self.room_manager,
+            self.run_order_window,
+            self.output_batch_interval,
         )
         self.websocket_limits = WebsocketLimits(
             max_message_bytes=self.websocket_max_message_bytes,

@@ -98,6 +98,7 @@ class KernelRunner:
         *,
         on_gone: Callable[[KernelRunner], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
+        batch_interval: float = 0.0,
     ) -> None:
         """Prepare a runner; :meth:`start` connects it.
 
@@ -105,7 +106,10 @@ class KernelRunner:
             on_gone: Called once the kernel is no longer managed by the server (shut
                 down); the runner has ended its cells and should be stopped.
             poll_interval: Seconds between two checks of the kernel's state.
+            batch_interval: Seconds the pump waits after writing a batch before it reads
+                again, so that output arriving meanwhile goes into one Y transaction.
         """
+        self._batch_interval = batch_interval
         self.kernel_id = kernel_id
         self._rooms = rooms
         self._router = router
@@ -290,7 +294,11 @@ class KernelRunner:
                     await asyncio.sleep(min(0.05 * 2**failures, MAX_BACKOFF))
                 else:
                     # Let websockets, keep-alives and HTTP requests run between batches.
-                    await asyncio.sleep(0)
+                    # After output, wait a little: a kernel that prints one line per
+                    # millisecond then costs one transaction, one stored update and one
+                    # message per client per interval, not per line. After quiet, the
+                    # first message is written at once.
+                    await asyncio.sleep(self._batch_interval if batch else 0)
         finally:
             for future in (getter, waker):
                 if future is not None:

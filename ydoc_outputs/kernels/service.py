@@ -25,10 +25,17 @@ log = logging.getLogger(__name__)
 class ExecutionService:
     """Accepts cells to execute and hands them to the runner of their kernel."""
 
-    def __init__(self, kernel_manager: Any, rooms: RoomManager, order_window: float) -> None:
+    def __init__(
+        self,
+        kernel_manager: Any,
+        rooms: RoomManager,
+        order_window: float,
+        batch_interval: float = 0.0,
+    ) -> None:
         self._kernels = kernel_manager
         self._rooms = rooms
         self._order_window = order_window
+        self._batch_interval = batch_interval
         self.router = ParentRouter()
         self._runners: dict[str, KernelRunner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -55,6 +62,7 @@ class ExecutionService:
                 self.router,
                 self._order_window,
                 on_gone=self._runner_gone,
+                batch_interval=self._batch_interval,
             )
             await runner.start()
             self._runners[kernel_id] = runner
