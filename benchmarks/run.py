@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import fanout, ingest
+from . import fanout, ingest, reconnect
 from .harness import Options
 from .report import Table
 
@@ -19,6 +19,7 @@ __all__ = ["BENCHMARKS", "main"]
 BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "ingest": ingest.run,
     "fanout": fanout.run,
+    "reconnect": reconnect.run,
 }
 
 
