@@ -51,10 +51,10 @@ up first (as ``ingest`` does). Quirks:
 - It has no ``api/collaboration/session`` endpoint: ``connect`` gets the file id from
   ``POST api/fileid/index?path=`` and joins ``json:notebook:{file_id}`` as its frontend
   does.
-- Each stream message becomes an output of its own whose ``text`` is a plain string, not
-  a Y ``Text``: ``harness.StreamTailWatch`` (which wants a ``Text``) never fires for it,
-  while ``harness.stream_text`` (which joins the stream outputs) reads it correctly.
-  The saved ``.ipynb`` keeps one output per message too.
+- Each stream message becomes an output of its own, appended as a plain JSON value (a
+  ``dict`` in a pycrdt client, not a ``Map`` with a ``Text``): ``harness.stream_text``
+  and ``harness.StreamTailWatch`` see no output there; ``stream_text_any`` here reads
+  both shapes. The saved ``.ipynb`` keeps one output per message too.
 - It keeps no store of Y updates (no crash durability): less work than ours does.
 - ``execution_state`` becomes "running" when the request is queued and "idle" on the
   kernel's idle status; ``execution_count`` is written at the end.
@@ -75,13 +75,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+from pycrdt import Array, Map
 
 from tests.conftest import Server, Session, write_notebook
 from tests.yclient import YClient
 
-from .harness import RoomClient, cell_map, stream_text
+from .harness import RoomClient, cell_map
 
 __all__ = [
     "ALTERNATIVES",
@@ -90,6 +92,7 @@ __all__ = [
     "AlternativeServer",
     "ensure_venv",
     "smoke",
+    "stream_text_any",
 ]
 
 #: Where the alternatives' venvs are kept (git-ignored); one folder per kind.
@@ -281,7 +284,9 @@ class AlternativeServer:
     async def __aenter__(self) -> AlternativeServer:
         venv = ensure_venv(self.kind)
         self.root.mkdir()
-        self._home.mkdir()
+        # jupyter-server-fileid 0.9 (documents) does not make its data folder itself.
+        for folder in ("config", "data", "runtime"):
+            (self._home / folder).mkdir(parents=True)
         bin_dir = venv / "bin"
         env = {
             "VIRTUAL_ENV": str(venv),
@@ -317,6 +322,8 @@ class AlternativeServer:
             time.sleep(0.1)
         if "ydoc_outputs" in log:
             raise RuntimeError(f"ydoc_outputs must not run in the alternative:\n{log}")
+        if "Traceback" in log:
+            raise RuntimeError(f"the alternative started with an error:\n{log}")
 
     async def __aexit__(
         self,
@@ -457,6 +464,28 @@ class AlternativeServer:
             raise RuntimeError(f"execute failed: {response.status_code} {response.text}")
 
 
+def stream_text_any(cell: Map[Any], name: str = "stdout") -> str:
+    """All the text of the cell's ``name`` stream outputs, joined, whatever their shape.
+
+    ``harness.stream_text`` reads outputs that are Y maps (ours, nbmodel); this also
+    reads the plain JSON outputs jupyter-server-documents appends. Reads every output.
+    """
+    outputs = cell.get("outputs")
+    if not isinstance(outputs, Array):
+        return ""
+    parts: list[str] = []
+    for output in outputs:
+        value = output.to_py() if isinstance(output, Map) else output
+        if (
+            isinstance(value, dict)
+            and value.get("output_type") == "stream"
+            and value.get("name") == name
+        ):
+            text = value.get("text", "")
+            parts.append("".join(text) if isinstance(text, list) else str(text))
+    return "".join(parts)
+
+
 # -- self-check ------------------------------------------------------------------------
 
 
@@ -479,7 +508,7 @@ async def smoke(kind: str) -> None:
         last_line_at: list[float] = []
 
         def watch() -> None:
-            if not last_line_at and stream_text(cell).endswith(f"{lines - 1}\n"):
+            if not last_line_at and stream_text_any(cell).endswith(f"{lines - 1}\n"):
                 last_line_at.append(time.perf_counter())
 
         client.listeners.append(watch)
@@ -496,7 +525,7 @@ async def smoke(kind: str) -> None:
         )
         finished = time.perf_counter() - start
         client.listeners.remove(watch)
-        text = stream_text(cell)
+        text = stream_text_any(cell)
         outputs = cell.get("outputs")
         print(
             f"accepted in {accepted * 1000:.0f} ms; last line after "

@@ -139,6 +139,11 @@ class ExtensionServer:
         return self._session
 
     @property
+    def home(self) -> Path:
+        """The server's throwaway home; its Jupyter data dir is ``home / "data"``."""
+        return self._home
+
+    @property
     def pid(self) -> int:
         """The server's process id (its CPU time is what the benchmarks charge it)."""
         assert self._server is not None, "use the server in `async with`"

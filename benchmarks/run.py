@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import fanout, ingest, reconnect
+from . import fanout, ingest, memory, reconnect
 from .harness import Options
 from .report import Table
 
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "ingest": ingest.run,
     "fanout": fanout.run,
     "reconnect": reconnect.run,
+    "memory": memory.run,
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from jupyter_client.session import new_id
 
+from ..heap import HeapTrimmer
 from ..outputs.ops import KernelMessage
 from ..outputs.routing import ParentRouter, Route
 from ..rooms.manager import RoomManager
@@ -99,6 +100,7 @@ class KernelRunner:
         on_gone: Callable[[KernelRunner], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
         batch_interval: float = 0.0,
+        trimmer: HeapTrimmer | None = None,
     ) -> None:
         """Prepare a runner; :meth:`start` connects it.
 
@@ -108,8 +110,11 @@ class KernelRunner:
             poll_interval: Seconds between two checks of the kernel's state.
             batch_interval: Seconds the pump waits after writing a batch before it reads
                 again, so that output arriving meanwhile goes into one Y transaction.
+            trimmer: Told how much stream text goes through, to give memory back after
+                large output (see heap.py).
         """
         self._batch_interval = batch_interval
+        self._trimmer = trimmer
         self.kernel_id = kernel_id
         self._rooms = rooms
         self._router = router
@@ -393,6 +398,9 @@ class KernelRunner:
                     log.warning("dropping output for %s: cannot reopen it", route.document_id)
                     continue
                 reopened.append(room)
+            if msg_type == "stream" and self._trimmer is not None:
+                text = content.get("text")
+                self._trimmer.note(len(text) if isinstance(text, str) else 0)
             room.reducer.feed(route.cell_id, msg)
             touched[room.name] = room
         for room in touched.values():

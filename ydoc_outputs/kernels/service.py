@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ..heap import HeapTrimmer
 from ..outputs.routing import ParentRouter
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
@@ -36,6 +37,7 @@ class ExecutionService:
         self._rooms = rooms
         self._order_window = order_window
         self._batch_interval = batch_interval
+        self._trimmer = HeapTrimmer()
         self.router = ParentRouter()
         self._runners: dict[str, KernelRunner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -63,6 +65,7 @@ class ExecutionService:
                 self._order_window,
                 on_gone=self._runner_gone,
                 batch_interval=self._batch_interval,
+                trimmer=self._trimmer,
             )
             await runner.start()
             self._runners[kernel_id] = runner
@@ -85,6 +88,7 @@ class ExecutionService:
             await runner.stop(Fault.SHUT_DOWN)
 
     async def stop(self) -> None:
+        self._trimmer.stop()
         runners, self._runners = list(self._runners.values()), {}
         for runner in runners:
             await runner.stop()

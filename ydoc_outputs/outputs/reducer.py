@@ -231,21 +231,24 @@ class OutputReducer:
         """Give completed lines to ``stream``, continuing in new outputs past the cap."""
         cap = self.limits.stream_segment_chars
         line = stream.line  # already holds the unfinished line that follows ``done``
+        # Walk ``done`` with an index: slicing off each segment would copy the rest of a
+        # large message once per segment (quadratic: 80% of the time on 10 MB messages).
+        start, end = 0, len(done)
         while True:
             room = cap - stream.completed_len
-            if len(done) < room:
-                stream.add_completed(done)
+            if end - start < room:
+                stream.add_completed(done[start:] if start else done)
                 return
             # Cut at the first line end that fills the segment; ``done`` ends with "\n".
-            cut = done.find("\n", max(room - 1, 0)) + 1
-            stream.add_completed(done[:cut])
-            done = done[cut:]
-            if not done and line.is_empty():
+            cut = done.find("\n", start + max(room - 1, 0)) + 1
+            stream.add_completed(done[start:cut])
+            start = cut
+            if start == end and line.is_empty():
                 return  # full: the next text starts the next segment
             stream.line = LineBuffer()
             stream = self._new_stream(cell_id, cell, stream.name)
             stream.line = line
-            if not done:
+            if start == end:
                 return
 
     def _output(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:

@@ -152,6 +152,8 @@ class OutputWriter:
         self._ynotebook = ynotebook
         self._spill = spill
         self._marker = marker
+        #: Where each truncated cell's marker was last found.
+        self._markers: dict[str, int] = {}
 
     def apply(self, ops: Iterable[Op]) -> int:
         """Apply ``ops`` in one transaction; return how many were applied.
@@ -230,14 +232,21 @@ class OutputWriter:
 
     def _drop(self, outputs: Array[Any], op: DropOutput) -> None:
         # Found by its metadata, not by index: a user may have changed the outputs.
+        # The place it was found last is checked first: a scan per drop would cost
+        # O(outputs in the head) each time.
         count = len(outputs)
-        for index in range(count - 1):
-            if is_marker(outputs[index]):
-                dropped = outputs[index + 1]
-                if self._spill is not None:
-                    self._spill.append(op.cell_id, output_text(_to_py(dropped)))
-                del outputs[index + 1]
-                return
+        known = self._markers.get(op.cell_id)
+        if known is not None and known < count - 1 and is_marker(outputs[known]):
+            index: int | None = known
+        else:
+            index = next((i for i in range(count - 1) if is_marker(outputs[i])), None)
+        if index is None:
+            return
+        self._markers[op.cell_id] = index
+        dropped = outputs[index + 1]
+        if self._spill is not None:
+            self._spill.append(op.cell_id, output_text(_to_py(dropped)))
+        del outputs[index + 1]
 
     @staticmethod
     def _edit_stream(outputs: Array[Any], op: EditStream) -> None:
