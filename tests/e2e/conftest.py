@@ -41,6 +41,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+#: The lab server's cell_output_chars.
+OUTPUT_LIMIT = 200_000
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("lab-notebooks")
@@ -54,7 +58,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
         root,
         home,
-        ["--YdocOutputsApp.room_cleanup_delay=2.0", "--YdocOutputsApp.autosave_delay=0.5"]
+        [
+            "--YdocOutputsApp.room_cleanup_delay=2.0",
+            "--YdocOutputsApp.autosave_delay=0.5",
+            # Small enough for test_a_runaway_cell_renders_head_marker_and_tail.
+            f"--YdocOutputsApp.cell_output_chars={OUTPUT_LIMIT}",
+            "--YdocOutputsApp.stream_segment_chars=10000",
+        ]
         if not jupyter
         else [],
         command=[jupyter, "lab"] if jupyter else [sys.executable, "-m", "jupyterlab"],

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from ..conftest import TOKEN, Server, write_notebook
-from .conftest import Pages, cell, output_text, prompt, run_cell, wait_kernel_idle
+from .conftest import OUTPUT_LIMIT, Pages, cell, output_text, prompt, run_cell, wait_kernel_idle
 
 TEN_SECONDS = (
     "import time\nfor i in range(50):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
@@ -191,3 +191,51 @@ async def test_text_files_open_and_save(lab: Server, pages: Pages):
         await asyncio.sleep(0.1)
     assert (lab.root / "script.py").read_text() == "print('hi')\n# typed"
     await asyncio.sleep(6)  # past the frontend's 5 s "taking some time to load" dialog
+
+
+async def test_a_runaway_cell_renders_head_marker_and_tail(lab: Server, pages: Pages):
+    """Past cell_output_chars the browser shows the head, the marker and a tail that
+    keeps moving: the server's deletions of old tail outputs render like its appends."""
+    count = 40_000  # 12 characters a line: more than twice the limit
+    code = (
+        "import time\n"
+        f"for i in range({count}):\n"
+        "    print(f'line {i:06d}')\n"
+        "    if i % 2000 == 0:\n"
+        "        time.sleep(0.2)"
+    )
+    path, _ = write_notebook(lab.root, "runaway.ipynb", [code])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await page.get_by_text("[ydoc-outputs] This cell printed more than").wait_for(timeout=60_000)
+    await wait_kernel_idle(page)
+    await page.wait_for_function(
+        "() => document.querySelector('.jp-Cell .jp-InputPrompt').innerText.trim() === '[1]:'"
+    )
+    text = await output_text(page, 0)
+    children = cell(page, 0).locator(".jp-OutputArea-child")
+    shown = [await children.nth(i).inner_text() for i in range(await children.count())]
+    print([(len(t), t[:30], t[-30:]) for t in shown])
+    async with httpx.AsyncClient(headers={"Authorization": f"token {TOKEN}"}) as http:
+        nb = (await http.get(f"{lab.url}/api/ydoc-outputs/export/{path}")).json()
+    print(
+        "DOC",
+        [(o["output_type"], "".join(o.get("text", ""))[:25]) for o in nb["cells"][0]["outputs"]][
+            :6
+        ],
+    )
+    head, marker, tail = text.partition("[ydoc-outputs] This cell printed more than")
+    assert marker, text[:300]
+    head_lines, tail_lines = lines(head), lines(tail)
+    # The head is the start, the tail the end, each one run of consecutive lines.
+    assert head_lines == [f"line {i:06d}" for i in range(len(head_lines))]
+    first = count - len(tail_lines)
+    assert tail_lines == [f"line {i:06d}" for i in range(first, count)]
+    assert len(head) + len(tail) <= OUTPUT_LIMIT + 10_000 + 1_000
+    # The marker's link serves the whole output.
+    async with httpx.AsyncClient(headers={"Authorization": f"token {TOKEN}"}) as http:
+        link = await cell(page, 0).locator("a", has_text="whole output").get_attribute("href")
+        assert link is not None
+        whole = await http.get(f"{lab.url}{link}")
+    assert whole.status_code == 200, whole.text
+    assert whole.text.splitlines() == [f"line {i:06d}" for i in range(count)]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ydoc_outputs.outputs.budget import output_chars
-from ydoc_outputs.outputs.ops import DropOutput, Op, OutputDict, TruncateOutputs
+from ydoc_outputs.outputs.ops import DropOutputs, Op, OutputDict, TruncateOutputs
 from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer
 
 from .test_reducer import FakeDocument, display, out, update
@@ -32,10 +32,11 @@ class LimitedDocument(FakeDocument):
             if isinstance(op, TruncateOutputs):
                 assert 0 <= op.index <= len(outputs)
                 outputs.insert(op.index, copy.deepcopy(MARKER))
-            elif isinstance(op, DropOutput):
+            elif isinstance(op, DropOutputs):
                 at = outputs.index(MARKER) + 1
-                assert at < len(outputs)
-                self.spilled.setdefault(op.cell_id, []).append(outputs.pop(at))
+                assert 0 < op.count <= len(outputs) - at
+                self.spilled.setdefault(op.cell_id, []).extend(outputs[at : at + op.count])
+                del outputs[at : at + op.count]
             else:
                 if not isinstance(op, type(None)) and type(op).__name__ == "ClearOutputs":
                     self.spilled.pop(op.cell_id, None)
@@ -86,7 +87,7 @@ def test_a_runaway_print_keeps_head_and_tail_and_spills_the_middle(batch: int) -
     assert doc.chars(CELL) <= limit + 100 + len(lines[-1])
     head, tail = stream_text(outputs[:marker]), stream_text(outputs[marker + 1 :])
     assert head.startswith("line 0\nline 1\n") and len(head) <= limit // 2
-    assert tail.endswith("line 19999\n") and len(tail) <= limit // 2 + 100
+    assert tail.endswith("line 19999\n") and len(tail) <= limit - len(head) + 100
     # Nothing lost: head + spill + tail is exactly what was printed.
     assert stream_text(doc.whole(CELL)) == "".join(lines)
 
@@ -174,7 +175,7 @@ def test_a_line_that_never_ends_is_cut_into_segments() -> None:
     reducer = OutputReducer(limits)
     doc = LimitedDocument()
     run(reducer, doc, [out(".") for _ in range(1000)], batch=7)
-    texts = [o["text"] for o in doc.outputs[CELL]]
+    texts = [o["text"] for o in doc.outputs[CELL] if o["output_type"] == "stream"]
     assert "".join(texts) == "." * 1000
     assert max(map(len, texts)) <= 101 + 7
 

@@ -20,7 +20,7 @@ from ydoc_outputs.outputs.ops import (
     SetExecutionCount,
     SetExecutionState,
 )
-from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer
+from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer, continuation
 from ydoc_outputs.outputs.text import collapse_controls
 
 # -- helpers ---------------------------------------------------------------------------
@@ -328,9 +328,10 @@ def test_stream_continues_in_a_new_output_once_a_segment_is_full() -> None:
     reducer.feed("c", out("6789\nab"))  # reaches 10 at a line end: "ab" goes on
     assert reducer.flush() == [
         EditStream("c", 0, "stdout", 0, "6789\n"),
+        AppendOutput("c", continuation()),  # JupyterLab must not merge the two segments
         AppendOutput("c", stream("ab")),
     ]
-    assert reducer.output_count("c") == 2
+    assert reducer.output_count("c") == 3
 
 
 def test_a_full_segment_ending_a_batch_is_continued_by_the_next_text() -> None:
@@ -338,7 +339,7 @@ def test_a_full_segment_ending_a_batch_is_continued_by_the_next_text() -> None:
     reducer.feed("c", out("abcd\n"))
     reducer.flush()
     reducer.feed("c", out("\re"))
-    assert reducer.flush() == [AppendOutput("c", stream("e"))]
+    assert reducer.flush() == [AppendOutput("c", continuation()), AppendOutput("c", stream("e"))]
 
 
 def test_segments_never_split_a_line() -> None:
@@ -347,6 +348,7 @@ def test_segments_never_split_a_line() -> None:
     reducer.feed("c", out("y\nb\nc"))
     assert reducer.flush() == [
         AppendOutput("c", stream("a\n" + "x" * 20 + "y\n")),
+        AppendOutput("c", continuation()),
         AppendOutput("c", stream("b\nc")),
     ]
 
@@ -356,8 +358,9 @@ def test_a_large_chunk_is_cut_into_bounded_segments() -> None:
     reducer = OutputReducer()
     reducer.feed("c", out(text))
     ops = reducer.flush()
-    texts = [op.output["text"] for op in ops if isinstance(op, AppendOutput)]
-    assert len(texts) == len(ops) > 1
+    texts = [op.output["text"] for op in ops if op.output["output_type"] == "stream"]
+    assert ops[1::2] == [AppendOutput("c", continuation())] * (len(ops) // 2)
+    assert len(texts) == (len(ops) + 1) // 2 > 1
     assert "".join(texts) == text
     assert all(t.endswith("\n") and len(t) < 65536 + 20 for t in texts)
 
@@ -596,8 +599,22 @@ class ReferenceNotebook:
 def merge_segments(outputs: list[OutputDict], cap: int) -> list[OutputDict]:
     """Join consecutive stream outputs of one name, checking the segment bounds."""
     merged: list[OutputDict] = []
+    continued = False
     for output in outputs:
+        if output == continuation():
+            # Only ever between two segments of one stream, which it keeps apart.
+            continued = True
+            continue
         previous = merged[-1] if merged else None
+        assert not continued or (
+            previous is not None
+            and output["output_type"] == previous["output_type"] == "stream"
+            and output["name"] == previous["name"]
+        ), (previous, output)
+        if output["output_type"] == "stream" and previous is not None and not continued:
+            # JupyterLab would merge these two and corrupt the document.
+            assert previous["output_type"] != "stream" or previous["name"] != output["name"]
+        continued = False
         if output["output_type"] == "stream":
             # Completed lines before the last one stay under the cap.
             completed = output["text"][: output["text"].rfind("\n") + 1]

@@ -9,7 +9,7 @@ from .mapping import OUTPUT_MSG_TYPES, display_id_of, output_from_message
 from .ops import (
     AppendOutput,
     ClearOutputs,
-    DropOutput,
+    DropOutputs,
     EditStream,
     ExecutionState,
     KernelMessage,
@@ -21,7 +21,7 @@ from .ops import (
     SetExecutionState,
     TruncateOutputs,
 )
-from .reducer import OutputLimits, OutputReducer
+from .reducer import OutputLimits, OutputReducer, continuation
 from .routing import DEFAULT_MAX_ROUTES, ParentRouter, Route
 from .text import LineBuffer, collapse_controls
 
@@ -30,7 +30,7 @@ __all__ = [
     "OUTPUT_MSG_TYPES",
     "AppendOutput",
     "ClearOutputs",
-    "DropOutput",
+    "DropOutputs",
     "EditStream",
     "ExecutionState",
     "KernelMessage",
@@ -47,6 +47,7 @@ __all__ = [
     "SetExecutionState",
     "TruncateOutputs",
     "collapse_controls",
+    "continuation",
     "display_id_of",
     "output_from_message",
 ]

@@ -31,20 +31,29 @@ def output_chars(output: OutputDict) -> int:
 class CellBudget:
     """Sizes of a cell's outputs, in characters, and its truncation marker once placed.
 
+    JupyterLab merges consecutive stream outputs of one name into one output of its
+    model, yet applies deletions by the document's index. So the marker goes where no
+    merged run precedes it (the head never holds two consecutive outputs of one stream),
+    and outputs after it are dropped in bulk: the writer deletes the whole tail and
+    appends what is kept, which every frontend model renders alike.
+
     Attributes:
         sizes: The size of each output, by index (the marker counts 0).
-        total: Their sum.
+        streams: The stream name of each output, or None for other outputs.
+        total: The sum of ``sizes``.
         marker: The marker's index, once the cell passed its limit.
         head: Characters before the marker.
     """
 
     sizes: list[int] = field(default_factory=list)
+    streams: list[str | None] = field(default_factory=list)
     total: int = 0
     marker: int | None = None
     head: int = 0
 
-    def append(self, size: int) -> None:
+    def append(self, size: int, stream: str | None = None) -> None:
         self.sizes.append(size)
+        self.streams.append(stream)
         self.total += size
 
     def resize(self, index: int, size: int) -> None:
@@ -57,24 +66,39 @@ class CellBudget:
 
     def place_marker(self, incoming: int, limit: int) -> int | None:
         """Where the marker goes, if an output of ``incoming`` characters passes ``limit``
-        for the first time: after the outputs that fit in half the limit."""
+        for the first time: after the outputs that fit in half the limit, up to the first
+        continuation of a stream (a runaway print keeps its first segment)."""
         if self.marker is not None or self.total + incoming <= limit:
             return None
         index = head = 0
         while index < len(self.sizes) and head + self.sizes[index] <= limit // 2:
+            stream = self.streams[index]
+            if index and stream is not None and self.streams[index - 1] == stream:
+                break
             head += self.sizes[index]
             index += 1
         self.sizes.insert(index, 0)
+        self.streams.insert(index, None)
         self.marker, self.head = index, head
         return index
 
-    def drop_one(self, incoming: int, limit: int) -> bool:
-        """Drop the first output after the marker if the tail and an output of
-        ``incoming`` characters do not fit in the other half of ``limit``."""
+    def drop(self, incoming: int, limit: int) -> int:
+        """How many outputs after the marker to drop before an output of ``incoming``
+        characters: none while the tail fits in what the head leaves of ``limit``, else
+        enough to bring it down to a quarter of that (a rewrite of the tail then costs a
+        third of what was printed since the last one)."""
         if self.marker is None:
-            return False
+            return 0
         first = self.marker + 1
-        if first >= len(self.sizes) or self.total - self.head + incoming <= limit // 2:
-            return False
-        self.total -= self.sizes.pop(first)
-        return True
+        budget = limit - self.head
+        tail = self.total - self.head
+        if tail + incoming <= budget:
+            return 0
+        count = 0
+        while first + count < len(self.sizes) and tail + incoming > budget // 4:
+            tail -= self.sizes[first + count]
+            count += 1
+        self.total -= sum(self.sizes[first : first + count])
+        del self.sizes[first : first + count]
+        del self.streams[first : first + count]
+        return count

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeAlias, TypedDict
 __all__ = [
     "AppendOutput",
     "ClearOutputs",
-    "DropOutput",
+    "DropOutputs",
     "EditStream",
     "ExecutionState",
     "KernelMessage",
@@ -122,10 +122,16 @@ class TruncateOutputs:
 
 
 @dataclass(frozen=True, slots=True)
-class DropOutput:
-    """Move the first output after the truncation marker to the cell's spill file."""
+class DropOutputs:
+    """Move the first ``count`` outputs after the truncation marker to the spill file.
+
+    The writer deletes every output after the marker and appends the kept ones again:
+    JupyterLab merges consecutive stream outputs in its model, so a deletion in the
+    middle of a run of segments would remove the wrong one there.
+    """
 
     cell_id: str
+    count: int
 
 
 Op: TypeAlias = (
@@ -136,5 +142,5 @@ Op: TypeAlias = (
     | EditStream
     | ReplaceOutput
     | TruncateOutputs
-    | DropOutput
+    | DropOutputs
 )

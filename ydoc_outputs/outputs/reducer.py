@@ -14,7 +14,7 @@ from .mapping import display_id_of, output_from_message
 from .ops import (
     AppendOutput,
     ClearOutputs,
-    DropOutput,
+    DropOutputs,
     KernelMessage,
     Op,
     OutputDict,
@@ -26,7 +26,7 @@ from .ops import (
 from .stream import StreamOutput
 from .text import LineBuffer
 
-__all__ = ["OutputLimits", "OutputReducer"]
+__all__ = ["OutputLimits", "OutputReducer", "continuation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +211,8 @@ class OutputReducer:
         stream = cell.stream
         cap = self.limits.stream_segment_chars
         if stream is None or stream.name != name or stream.is_full(cap):
+            if stream is not None and stream.name == name:
+                self._append(cell_id, cell, continuation())
             stream = self._new_stream(cell_id, cell, name)
         elif not stream.in_batch:
             stream.in_batch = True
@@ -246,7 +248,9 @@ class OutputReducer:
             if start == end and line.is_empty():
                 return  # full: the next text starts the next segment
             stream.line = LineBuffer()
-            stream = self._new_stream(cell_id, cell, stream.name)
+            name = stream.name
+            self._append(cell_id, cell, continuation())
+            stream = self._new_stream(cell_id, cell, name)
             stream.line = line
             if start == end:
                 return
@@ -307,7 +311,7 @@ class OutputReducer:
         self._make_room(cell_id, cell, size)
         index = cell.count
         cell.count += 1
-        cell.budget.append(size)
+        cell.budget.append(size, None)
         cell.stream = None
         self._queue_op(cell_id, AppendOutput(cell_id, output), output=True)
         return index
@@ -316,7 +320,7 @@ class OutputReducer:
         self._make_room(cell_id, cell, self.limits.stream_segment_chars)
         stream = StreamOutput(cell.count, name)
         cell.count += 1
-        cell.budget.append(0)
+        cell.budget.append(0, name)
         cell.stream = stream
         stream.in_batch = True
         entry = _Entry(cell_id, None, stream)
@@ -344,12 +348,13 @@ class OutputReducer:
             self._queue_op(cell_id, TruncateOutputs(cell_id, marker), output=True)
             cell.count += 1
             self._shift_displays(cell_id, cell, marker, +1)
-        while budget.drop_one(incoming, limit):
+        count = budget.drop(incoming, limit)
+        if count:
             assert budget.marker is not None
             self._seal_stream(cell)
-            self._queue_op(cell_id, DropOutput(cell_id), output=True)
-            cell.count -= 1
-            self._shift_displays(cell_id, cell, budget.marker + 1, -1)
+            self._queue_op(cell_id, DropOutputs(cell_id, count), output=True)
+            cell.count -= count
+            self._shift_displays(cell_id, cell, budget.marker + 1, -count)
 
     @staticmethod
     def _settle_stream(cell: _Cell) -> None:
@@ -373,14 +378,16 @@ class OutputReducer:
         cell.stream = None
 
     def _shift_displays(self, cell_id: str, cell: _Cell, index: int, by: int) -> None:
-        """Outputs from ``index`` on moved by ``by`` (-1: the one at ``index`` is gone)."""
+        """Outputs from ``index`` on moved by ``by``; ``by < 0``: the ``-by`` outputs from
+        ``index`` on are gone."""
+        gone = range(index, index - by) if by < 0 else range(0)
         for display_id, refs in list(cell.displays.items()):
             moved = [
                 _DisplayRef(ref.index + by, ref.output_type, ref.execution_count)
-                if ref.index > index or (ref.index == index and by > 0)
+                if ref.index >= index
                 else ref
                 for ref in refs
-                if not (by < 0 and ref.index == index)
+                if ref.index not in gone
             ]
             if moved:
                 cell.displays[display_id] = moved
@@ -419,6 +426,21 @@ class OutputReducer:
         self._queue.append(entry)
         if output:
             self._batch_outputs.setdefault(entry.cell_id, []).append(entry)
+
+
+def continuation() -> OutputDict:
+    """The empty output between two segments of one stream.
+
+    JupyterLab merges consecutive stream outputs of one name into one output of its
+    model, and then writes the merged text back into the shared document at its own
+    index: every browser would append each new segment to an earlier one. An output
+    that is not a stream between them prevents the merge; it renders as nothing.
+    """
+    return {
+        "output_type": "display_data",
+        "data": {"text/plain": ""},
+        "metadata": {"ydoc_outputs": {"continued": True}},
+    }
 
 
 def _unpack(msg: KernelMessage) -> tuple[str, dict[str, Any]] | None:

@@ -19,7 +19,7 @@ from pycrdt import Array, Map, Text
 from ..outputs.ops import (
     AppendOutput,
     ClearOutputs,
-    DropOutput,
+    DropOutputs,
     EditStream,
     Op,
     OutputDict,
@@ -106,6 +106,9 @@ def output_text(output: OutputDict) -> str:
     """An output as plain text, for the spill file: a stream's text, else its
     ``text/plain`` (or traceback), else a one-line placeholder."""
     output_type = output.get("output_type")
+    metadata = output.get("metadata")
+    if isinstance(metadata, dict) and metadata.get(TRUNCATION_KEY, {}).get("continued"):
+        return ""  # the empty output between two segments of a stream
     if output_type == "stream":
         text = output.get("text", "")
         return text if isinstance(text, str) else "".join(map(str, text))
@@ -216,37 +219,44 @@ class OutputWriter:
             self._replace(self._outputs(ycell), op)
         elif isinstance(op, TruncateOutputs):
             self._truncate(self._outputs(ycell), op)
-        elif isinstance(op, DropOutput):
+        elif isinstance(op, DropOutputs):
             self._drop(self._outputs(ycell), op)
 
     def _truncate(self, outputs: Array[Any], op: TruncateOutputs) -> None:
         count = len(outputs)
         index = min(max(op.index, 0), count)
-        # Inserted outputs render at the end: move the ones after the marker's place.
-        rest = [_to_py(outputs[i]) for i in range(index, count)]
-        if rest:
-            del outputs[index:count]
-        outputs.append(youtput(self._marker(op.cell_id)))
-        for output in rest:
-            outputs.append(youtput(output))
+        # Inserted outputs render at the end: move the ones after the marker's place,
+        # from where JupyterLab's model agrees on indices (the head's last output may
+        # be a stream that the next segments were merged into).
+        start = _rewrite_start(outputs, index) if index < count else index
+        kept = [_to_py(outputs[i]) for i in range(start, count)]
+        kept.insert(index - start, self._marker(op.cell_id))
+        _rewrite(outputs, start, kept)
 
-    def _drop(self, outputs: Array[Any], op: DropOutput) -> None:
+    def _drop(self, outputs: Array[Any], op: DropOutputs) -> None:
         # Found by its metadata, not by index: a user may have changed the outputs.
         # The place it was found last is checked first: a scan per drop would cost
         # O(outputs in the head) each time.
         count = len(outputs)
         known = self._markers.get(op.cell_id)
-        if known is not None and known < count - 1 and is_marker(outputs[known]):
-            index: int | None = known
+        if known is not None and known < count and is_marker(outputs[known]):
+            marker: int | None = known
         else:
-            index = next((i for i in range(count - 1) if is_marker(outputs[i])), None)
-        if index is None:
+            marker = next((i for i in range(count) if is_marker(outputs[i])), None)
+        if marker is None:
             return
-        self._markers[op.cell_id] = index
-        dropped = outputs[index + 1]
+        self._markers[op.cell_id] = marker
+        first = marker + 1
+        end = min(first + op.count, count)
         if self._spill is not None:
-            self._spill.append(op.cell_id, output_text(_to_py(dropped)))
-        del outputs[index + 1]
+            self._spill.append(
+                op.cell_id, "".join(output_text(_to_py(outputs[i])) for i in range(first, end))
+            )
+        # The marker and the whole tail go, the marker and the kept part come back:
+        # JupyterLab's model merges the tail's stream segments, so deleting only the
+        # first ones would miss there (see _rewrite).
+        kept = [_to_py(outputs[marker])] + [_to_py(outputs[i]) for i in range(end, count)]
+        _rewrite(outputs, marker, kept)
 
     @staticmethod
     def _edit_stream(outputs: Array[Any], op: EditStream) -> None:
@@ -279,12 +289,57 @@ class OutputWriter:
             return
         # The frontend renders every inserted output at the end, so an output in the
         # middle is replaced by deleting it and everything after it, then appending
-        # the replacement and the rest again, all in this one transaction.
-        rest = [_to_py(outputs[i]) for i in range(op.index + 1, count)]
-        del outputs[op.index : count]
-        outputs.append(youtput(op.output))
-        for output in rest:
-            outputs.append(youtput(output))
+        # the replacement and the rest again, all in this one transaction. It applies
+        # deletions by index to a model that merges consecutive segments of a stream:
+        # the rewrite starts before the first such run, where both indices agree.
+        start = _rewrite_start(outputs, min(op.index, _first_merged_run(outputs, op.index)))
+        kept = [_to_py(outputs[i]) for i in range(start, count)]
+        kept[op.index - start] = op.output
+        _rewrite(outputs, start, kept)
+
+
+def _stream_name(output: Any) -> str | None:
+    if isinstance(output, Map) and output.get("output_type") == "stream":
+        name = output.get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _first_merged_run(outputs: Array[Any], end: int) -> int:
+    """The index of the first output before ``end`` that the next one continues (both
+    streams of one name), which JupyterLab merges into one; ``end`` if there is none."""
+    previous = _stream_name(outputs[0]) if end > 0 else None
+    for i in range(1, end + 1 if end < len(outputs) else end):
+        name = _stream_name(outputs[i])
+        if name is not None and name == previous:
+            return i - 1
+        previous = name
+    return end
+
+
+def _rewrite_start(outputs: Array[Any], start: int) -> int:
+    """Where a rewrite that must include ``start`` begins: at a non-stream output, or 0.
+
+    JupyterLab's model merges an appended stream into its last output when the output
+    appended before was a stream of that name, and a deletion does not forget that name.
+    A rewrite that begins with a non-stream output (or empties the cell) resets it.
+    """
+    while start > 0 and _stream_name(outputs[start]) is not None:
+        start -= 1
+    return start
+
+
+def _rewrite(outputs: Array[Any], start: int, kept: list[OutputDict]) -> None:
+    """Delete the outputs from ``start`` on, then append ``kept``.
+
+    ``start`` must be 0 or a non-stream output with the same in ``kept[0]`` (see
+    :func:`_rewrite_start`), and no two outputs before it may be segments of one stream.
+    """
+    count = len(outputs)
+    if start < count:
+        del outputs[start:count]
+    for output in kept:
+        outputs.append(youtput(output))
 
 
 def _to_py(output: Any) -> OutputDict:
