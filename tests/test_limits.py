@@ -40,7 +40,8 @@ async def lsession(limited_server: Server) -> AsyncIterator[Session]:
 
 def is_marker(output: dict[str, object]) -> bool:
     metadata = output.get("metadata")
-    return isinstance(metadata, dict) and "ydoc_outputs" in metadata
+    mine = metadata.get("ydoc_outputs") if isinstance(metadata, dict) else None
+    return isinstance(mine, dict) and mine.get("truncated") is True
 
 
 async def test_a_runaway_cell_keeps_head_and_tail_and_serves_the_whole_output(
