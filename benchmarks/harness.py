@@ -217,24 +217,30 @@ class StreamTailWatch:
         if not self._cleared:
             return
         last = outputs[len(outputs) - 1]
-        text = last.get("text") if isinstance(last, Map) else None
-        if isinstance(text, Text) and str(text).endswith(self._suffix):
+        text = last.get("text") if isinstance(last, Map | dict) else None
+        if isinstance(text, list):  # an alternative stores outputs as plain JSON
+            text = text[-1] if text else ""
+        if isinstance(text, Text | str) and str(text).endswith(self._suffix):
             self.seen_at = time.perf_counter()
             self.done.set()
 
 
 def stream_text(cell: Map[Any], name: str = "stdout") -> str:
-    """All the text of the cell's ``name`` stream outputs, joined (reads every segment)."""
+    """All the text of the cell's ``name`` stream outputs, joined (reads every segment).
+
+    Outputs may be Y maps holding a ``Text`` (ours, nbmodel) or plain JSON values
+    (jupyter-server-documents).
+    """
     outputs = cell.get("outputs")
     if not isinstance(outputs, Array):
         return ""
-    return "".join(
-        str(output.get("text", ""))
-        for output in outputs
-        if isinstance(output, Map)
-        and output.get("output_type") == "stream"
-        and output.get("name") == name
-    )
+    texts = []
+    for output in outputs:
+        is_stream = isinstance(output, Map | dict) and output.get("output_type") == "stream"
+        if is_stream and output.get("name") == name:
+            text = output.get("text", "")
+            texts.append("".join(text) if isinstance(text, list) else str(text))
+    return "".join(texts)
 
 
 async def wait_cell_idle(client: YClient, cell: Map[Any], timeout: float = RUN_TIMEOUT) -> None:

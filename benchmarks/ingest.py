@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .alternatives import AlternativeServer
 from .harness import (
     RUN_TIMEOUT,
     BareKernel,
@@ -28,6 +29,8 @@ from .report import Table, median
 
 __all__ = ["TARGET", "Workload", "run", "workloads"]
 
+#: The alternatives run side by side (see alternatives.py).
+ALTERNATIVES = ("nbmodel", "documents")
 #: Ours must reach at least this fraction of the baseline's rate.
 TARGET = 0.95
 #: Seconds after each of our runs for the autosave it armed to fire and finish, so that
@@ -82,7 +85,9 @@ class Samples:
 class OurNotebook:
     """One workload's notebook on the server, its kernel and one connected client."""
 
-    def __init__(self, server: ExtensionServer, kernel_id: str, workload: Workload) -> None:
+    def __init__(
+        self, server: ExtensionServer | AlternativeServer, kernel_id: str, workload: Workload
+    ) -> None:
         self._server = server
         self._kernel_id = kernel_id
         self._workload = workload
@@ -132,7 +137,11 @@ async def _baseline(kernel: BareKernel, workload: Workload, samples: Samples) ->
 
 
 async def _measure(
-    server: ExtensionServer, kernel_id: str, bare: BareKernel, workload: Workload, repeat: int
+    server: ExtensionServer | AlternativeServer,
+    kernel_id: str,
+    bare: BareKernel,
+    workload: Workload,
+    repeat: int,
 ) -> Samples:
     samples = Samples()
     async with OurNotebook(server, kernel_id, workload) as ours:
@@ -180,6 +189,26 @@ def _row(workload: Workload, samples: Samples) -> list[str]:
     ]
 
 
+async def _alternative_rows(
+    kind: str, bare: BareKernel, options: Options, ours: dict[str, float]
+) -> list[list[str]]:
+    """The same workloads against an alternative server (see alternatives.py)."""
+    rows = []
+    try:
+        async with AlternativeServer(kind) as server:
+            kernel_id = await server.start_kernel()
+            for workload in workloads(options.quick):
+                samples = await _measure(server, kernel_id, bare, workload, options.repeat)
+                row = _row(workload, samples)
+                row[0] = f"{workload.name} [{kind}]"
+                ratio = median(samples.baseline_s) / median(samples.ours_s)
+                row[-1] = "ours ≥" if ours[workload.name] >= ratio else "NO: ours slower"
+                rows.append(row)
+    except Exception as e:  # an alternative that cannot be installed or run here
+        rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * (len(HEADERS) - 1))
+    return rows
+
+
 async def run(options: Options) -> Table:
     """Measure every workload; return the table of medians."""
     table = Table(
@@ -187,13 +216,17 @@ async def run(options: Options) -> Table:
         f"(median of {options.repeat}, interleaved)",
         HEADERS,
     )
-    async with ExtensionServer() as server, BareKernel() as bare:
-        kernel_id = await server.start_kernel()
+    ours: dict[str, float] = {}
+    async with BareKernel() as bare:
         await bare.run("pass")  # warm-up
-        for workload in workloads(options.quick):
-            table.rows.append(
-                _row(workload, await _measure(server, kernel_id, bare, workload, options.repeat))
-            )
+        async with ExtensionServer() as server:
+            kernel_id = await server.start_kernel()
+            for workload in workloads(options.quick):
+                samples = await _measure(server, kernel_id, bare, workload, options.repeat)
+                ours[workload.name] = median(samples.baseline_s) / median(samples.ours_s)
+                table.rows.append(_row(workload, samples))
+        for kind in ALTERNATIVES:
+            table.rows += await _alternative_rows(kind, bare, options, ours)
     table.notes += [
         "ratio = baseline s / ours s = ours lines/s / baseline lines/s (1.0 = the limit).",
         "baseline: jupyter_client AsyncKernelClient on iopub, no server; iopub msgs from it.",
@@ -202,5 +235,8 @@ async def run(options: Options) -> Table:
         "all lines: every run, both sides, got exactly the printed text (checked after timing).",
         "server CPU: CPU time of the server process (all threads) from the POST to the last "
         "line; CPU µs/msg divides it by the baseline's iopub message count.",
+        "[nbmodel]: jupyter-server-nbmodel + jupyter-collaboration, [documents]: "
+        "jupyter-server-documents, from PyPI in venvs of their own (alternatives.py), driven "
+        "as their own frontends drive them; last column: is ours at least as fast.",
     ]
     return table

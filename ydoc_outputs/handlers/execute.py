@@ -69,10 +69,15 @@ class ExecuteHandler(ExtensionAPIHandler):
             room = await rooms.get_notebook_room(document_id)
         except RoomError as e:
             raise web.HTTPError(e.status, e.message) from e
-        position, ycell = next(
-            ((i, c) for i, c in enumerate(room.ynotebook.ycells) if c.get("id") == cell_id),
-            (-1, None),
-        )
+        # The cell's place among the code cells: Run All's order, and 0 means no cell
+        # can be meant to run before it (it does not wait for siblings to arrive).
+        position, ycell = -1, None
+        for candidate in room.ynotebook.ycells:
+            if candidate.get("cell_type") == "code":
+                position += 1
+            if candidate.get("id") == cell_id:
+                ycell = candidate
+                break
         if ycell is None:
             rooms.maybe_clean_up(room)
             raise web.HTTPError(404, f"no cell {cell_id!r} in {document_id!r}")

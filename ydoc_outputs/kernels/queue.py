@@ -2,7 +2,8 @@
 
 The stock frontend fires Run All's requests at once and they may arrive out of
 order, so requests of one document that arrive within ``window`` seconds of the
-first are taken in the order of their cells in the document.
+first are taken in the order of their cells in the document. A request for a
+document's first code cell starts at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ExecutionRequest:
     document_id: str
     cell_id: str
     code: str
-    #: The cell's index in the document when the request arrived.
+    #: The cell's index among the document's code cells when the request arrived.
     position: int
     arrived: float = field(default_factory=time.monotonic)
 
@@ -67,7 +68,9 @@ class ExecutionQueue:
         while not self._items:
             self._changed.clear()
             await self._changed.wait()
-        wait = self._items[0].arrived + self._window - self._clock()
+        head = self._items[0]
+        # The first code cell of its document: no sibling can have to run before it.
+        wait = head.arrived + self._window - self._clock() if head.position else 0
         if wait > 0:
             await asyncio.sleep(wait)
         request = self.next_ready()
