@@ -17,6 +17,7 @@ from typing import Any
 import websockets
 from pycrdt import Doc, create_sync_message, handle_sync_message
 
+from .alternatives import AlternativeServer
 from .harness import ExtensionServer, Options
 from .report import Table, median
 
@@ -24,6 +25,8 @@ __all__ = ["run"]
 
 SEGMENT = 65536
 SYNC_STEP2 = b"\x00\x01"
+#: The alternatives run side by side (see alternatives.py).
+ALTERNATIVES = ("nbmodel", "documents")
 CELL_BYTES = 4 * 1024 * 1024
 
 
@@ -32,7 +35,7 @@ def big_notebook(megabytes: int) -> dict[str, Any]:
     line = "".join(f"{i % 10}" for i in range(79)) + "\n"
     segment = line * (SEGMENT // len(line))
     remaining = megabytes * 1024 * 1024
-    cells = []
+    cells: list[dict[str, Any]] = []
     while remaining > 0:
         size = min(remaining, CELL_BYTES)
         remaining -= size
@@ -53,15 +56,13 @@ def big_notebook(megabytes: int) -> dict[str, Any]:
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
-async def _sync_once(server: ExtensionServer, path: str) -> tuple[float, int]:
+async def _sync_once(url: str) -> tuple[float, int]:
     """Connect a bare y-websocket client and time its full sync; the document's size.
 
     The client is a plain pycrdt ``Doc``: the test suite's ``YClient`` also re-encodes
     every update it applies (to forward local edits), which would double the client's
     share of the figure.
     """
-    session = await server.session.open(path)
-    url = server.session.server.ws_url(session["room"], session["sessionId"])
     doc: Doc[Any] = Doc()
     start = time.perf_counter()
     async with websockets.connect(url, max_size=None) as ws:
@@ -76,12 +77,46 @@ async def _sync_once(server: ExtensionServer, path: str) -> tuple[float, int]:
     return seconds, len(doc.get_update())
 
 
-async def _contents_once(server: ExtensionServer, path: str) -> float:
+async def _contents_once(server: ExtensionServer | AlternativeServer, path: str) -> float:
     start = time.perf_counter()
     response = await server.session.http.get(f"/api/contents/{path}", params={"content": "1"})
     response.raise_for_status()
     json.loads(response.content)
     return time.perf_counter() - start
+
+
+async def _measure(
+    server: ExtensionServer | AlternativeServer, name: str, megabytes: int, repeat: int
+) -> list[str]:
+    path = f"big-{megabytes}.ipynb"
+    (server.root / path).write_text(json.dumps(big_notebook(megabytes)))
+    file_mb = (server.root / path).stat().st_size / 1e6
+    start = time.perf_counter()
+    holder = await server.connect(path)  # opens the room from disk, then keeps it open
+    first = time.perf_counter() - start
+    url = holder.client.url
+    syncs: list[float] = []
+    contents: list[float] = []
+    doc_bytes = 0
+    for i in range(repeat):
+        if i % 2:
+            contents.append(await _contents_once(server, path))
+        seconds, doc_bytes = await _sync_once(url)
+        syncs.append(seconds)
+        if not i % 2:
+            contents.append(await _contents_once(server, path))
+    await holder.client.disconnect()
+    sync, get = median(syncs), median(contents)
+    return [
+        f"{megabytes} MB of output [{name}]",
+        f"{file_mb:.1f}",
+        f"{doc_bytes / 1e6:.1f}",
+        f"{first:.3f}",
+        f"{sync:.3f}",
+        f"{get:.3f}",
+        f"{get / sync:.2f}",
+        "yes" if sync <= get else "NO",
+    ]
 
 
 async def run(options: Options) -> Table:
@@ -94,38 +129,20 @@ async def run(options: Options) -> Table:
     )  # fmt: skip
     async with ExtensionServer() as server:
         for megabytes in sizes:
-            path = f"big-{megabytes}.ipynb"
-            (server.root / path).write_text(json.dumps(big_notebook(megabytes)))
-            file_mb = (server.root / path).stat().st_size / 1e6
-            first, doc_bytes = await _sync_once(server, path)  # opens the room from disk
-            holder = await server.connect(path)  # keeps the room open between clients
-            syncs: list[float] = []
-            contents: list[float] = []
-            for i in range(options.repeat):
-                if i % 2:
-                    contents.append(await _contents_once(server, path))
-                    syncs.append((await _sync_once(server, path))[0])
-                else:
-                    syncs.append((await _sync_once(server, path))[0])
-                    contents.append(await _contents_once(server, path))
-            await holder.client.disconnect()
-            sync, get = median(syncs), median(contents)
-            table.rows.append(
-                [
-                    f"{megabytes} MB of output",
-                    f"{file_mb:.1f}",
-                    f"{doc_bytes / 1e6:.1f}",
-                    f"{first:.3f}",
-                    f"{sync:.3f}",
-                    f"{get:.3f}",
-                    f"{get / sync:.2f}",
-                    "yes" if sync <= get else "NO",
-                ]
-            )
+            table.rows.append(await _measure(server, "ours", megabytes, options.repeat))
+    for kind in ALTERNATIVES:
+        try:
+            async with AlternativeServer(kind) as alternative:
+                for megabytes in sizes:
+                    row = await _measure(alternative, kind, megabytes, options.repeat)
+                    table.rows.append(row)
+        except Exception as e:  # an alternative that cannot be installed or run here
+            table.rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * 7)
     table.notes += [
         "sync: connect a y-websocket client (a pycrdt Doc, in this process) until it applied "
         "the server's sync step 2; the room is open (another client holds it).",
-        "first sync: the same, when the room is not open yet: the server loads the file.",
+        "first sync: the test suite's client (pycrdt, re-encoding what it applies), when "
+        "the room is not open yet: the server loads the file.",
         "contents: GET api/contents/{path}?content=1, then parse its JSON, in this process.",
         "contents/sync above 1: the sync is faster. Target: sync ≤ contents at 10 MB.",
     ]
