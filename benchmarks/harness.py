@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -128,6 +129,11 @@ class ExtensionServer:
         try:
             if self._session is not None:
                 await self._session.close()
+        except BaseException:
+            if self._server is not None:  # the server's side of the story, before it goes
+                print("server log (last 40 lines):", *self._server.log().splitlines()[-40:],
+                      sep="\n  ", file=sys.stderr)  # fmt: skip
+            raise
         finally:
             if self._server is not None:
                 self._server.stop()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ydoc_outputs.outputs.budget import output_chars
-from ydoc_outputs.outputs.ops import DropOutputs, Op, OutputDict, TruncateOutputs
-from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer
+from ydoc_outputs.outputs.ops import DropOutputs, Op, OutputDict, SpillText, TruncateOutputs
+from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer, continuation
 
 from .test_reducer import FakeDocument, display, out, update
 
@@ -32,6 +32,9 @@ class LimitedDocument(FakeDocument):
             if isinstance(op, TruncateOutputs):
                 assert 0 <= op.index <= len(outputs)
                 outputs.insert(op.index, copy.deepcopy(MARKER))
+            elif isinstance(op, SpillText):
+                spilled = self.spilled.setdefault(op.cell_id, [])
+                spilled.append({"output_type": "stream", "name": op.name, "text": op.text})
             elif isinstance(op, DropOutputs):
                 at = outputs.index(MARKER) + 1
                 assert 0 < op.count <= len(outputs) - at
@@ -60,6 +63,24 @@ def run(reducer: OutputReducer, doc: FakeDocument, messages: list[Any], batch: i
         if (i + 1) % batch == 0:
             doc.apply(reducer.flush())
     doc.apply(reducer.flush())
+
+
+def rendered(outputs: list[OutputDict]) -> list[OutputDict]:
+    """What a reader sees: continuations gone, consecutive streams of one name joined."""
+    result: list[OutputDict] = []
+    for output in outputs:
+        if output == continuation():
+            continue
+        last = result[-1] if result else None
+        if (
+            last is not None
+            and output["output_type"] == last["output_type"] == "stream"
+            and output["name"] == last["name"]
+        ):
+            last["text"] += output["text"]
+        else:
+            result.append(dict(output))
+    return result
 
 
 def stream_text(outputs: list[OutputDict]) -> str:
@@ -166,7 +187,7 @@ def test_random_output_matches_an_unlimited_reducer() -> None:
         unlimited = OutputLimits(stream_segment_chars=limits.stream_segment_chars,
                                  cell_output_chars=0)  # fmt: skip
         run(OutputReducer(unlimited), reference, messages, batch)
-        assert limited.whole(CELL) == reference.outputs[CELL]
+        assert rendered(limited.whole(CELL)) == rendered(reference.outputs[CELL])
         assert limited.chars(CELL) <= 300 + limits.stream_segment_chars + 80 + 60
 
 
@@ -187,3 +208,18 @@ def test_a_line_that_never_ends_stays_under_the_cell_limit() -> None:
     run(reducer, doc, [out("x" * 37) for _ in range(3000)], batch=5)
     assert doc.chars(CELL) <= 1000 + 100 + 5 * 37
     assert stream_text(doc.whole(CELL)) == "x" * 37 * 3000
+
+
+def test_a_flood_larger_than_the_tail_goes_to_the_spill_file_directly() -> None:
+    reducer = OutputReducer(OutputLimits(stream_segment_chars=100, cell_output_chars=1000))
+    doc = LimitedDocument()
+    run(reducer, doc, [out(f"{i:09d}\n") for i in range(200)], batch=10)  # truncated now
+    flood = "".join(f"{i:09d}\n" for i in range(200, 100_200))  # 1 MB in one message
+    reducer.feed(CELL, out(flood))
+    ops = reducer.flush()
+    # Only what the tail keeps passes through the document: a few segments, not 10,000.
+    assert sum(isinstance(op, SpillText) for op in ops) == 1
+    assert len(ops) < 20
+    doc.apply(ops)
+    assert doc.chars(CELL) <= 1000
+    assert stream_text(doc.whole(CELL)) == "".join(f"{i:09d}\n" for i in range(100_200))

@@ -19,6 +19,7 @@ from .ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SpillText,
     TruncateOutputs,
 )
 from .reducer import OutputLimits, OutputReducer, continuation
@@ -45,6 +46,7 @@ __all__ = [
     "Route",
     "SetExecutionCount",
     "SetExecutionState",
+    "SpillText",
     "TruncateOutputs",
     "collapse_controls",
     "continuation",

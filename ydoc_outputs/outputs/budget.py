@@ -102,3 +102,14 @@ class CellBudget:
         del self.sizes[first : first + count]
         del self.streams[first : first + count]
         return count
+
+    def drop_all(self) -> int:
+        """Drop every output after the marker; how many there were."""
+        if self.marker is None:
+            return 0
+        first = self.marker + 1
+        count = len(self.sizes) - first
+        self.total -= sum(self.sizes[first:])
+        del self.sizes[first:]
+        del self.streams[first:]
+        return count

@@ -23,6 +23,7 @@ __all__ = [
     "ReplaceOutput",
     "SetExecutionCount",
     "SetExecutionState",
+    "SpillText",
     "TruncateOutputs",
 ]
 
@@ -134,6 +135,16 @@ class DropOutputs:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpillText:
+    """Append ``text`` to the cell's spill file: stream text that never enters the
+    document (a message larger than the tail it would have to pass through)."""
+
+    cell_id: str
+    name: str
+    text: str
+
+
 Op: TypeAlias = (
     SetExecutionCount
     | SetExecutionState
@@ -143,4 +154,5 @@ Op: TypeAlias = (
     | ReplaceOutput
     | TruncateOutputs
     | DropOutputs
+    | SpillText
 )

@@ -21,6 +21,7 @@ from .ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SpillText,
     TruncateOutputs,
 )
 from .stream import StreamOutput
@@ -237,6 +238,14 @@ class OutputReducer:
         # large message once per segment (quadratic: 80% of the time on 10 MB messages).
         start, end = 0, len(done)
         while True:
+            skip = self._spill_flood(cell_id, cell, done, start, end)
+            if skip > start:
+                # The tail and the flood's start went to the spill file: go on after
+                # the marker (no continuation needed there).
+                start = skip
+                stream.line = LineBuffer()
+                stream = self._new_stream(cell_id, cell, stream.name)
+                stream.line = line
             room = cap - stream.completed_len
             if end - start < room:
                 stream.add_completed(done[start:] if start else done)
@@ -254,6 +263,37 @@ class OutputReducer:
             stream.line = line
             if start == end:
                 return
+
+    def _spill_flood(self, cell_id: str, cell: _Cell, done: str, start: int, end: int) -> int:
+        """In a truncated cell, completed text larger than half its tail's room would
+        mostly pass through the document on its way to the spill file: the tail is
+        dropped and that text spilled directly, up to the last quarter of the room. Returns where
+        the text for the document starts (``start`` if nothing was spilled).
+
+        Without this a 10 MB message would cost a transaction that inserts and deletes
+        150 segments; yrs keeps a tombstone of each, and appending to an array costs
+        time in its tombstones.
+        """
+        limit = self.limits.cell_output_chars
+        budget = cell.budget
+        if not limit or budget.marker is None:
+            return start
+        room = limit - budget.head
+        if end - start <= room // 2:
+            return start
+        cut = done.rfind("\n", start, end - max(room // 4, 1)) + 1
+        if cut <= start:
+            return start
+        name = cell.stream.name if cell.stream is not None else "stdout"
+        self._settle_stream(cell)
+        self._seal_stream(cell)
+        count = budget.drop_all()
+        if count:
+            self._queue_op(cell_id, DropOutputs(cell_id, count), output=True)
+            cell.count -= count
+            self._shift_displays(cell_id, cell, budget.marker + 1, -count)
+        self._queue_op(cell_id, SpillText(cell_id, name, done[start:cut]), output=True)
+        return cut
 
     def _output(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
         output = output_from_message(msg_type, content)

@@ -26,6 +26,7 @@ from ..outputs.ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SpillText,
     TruncateOutputs,
 )
 
@@ -221,6 +222,8 @@ class OutputWriter:
             self._truncate(self._outputs(ycell), op)
         elif isinstance(op, DropOutputs):
             self._drop(self._outputs(ycell), op)
+        elif isinstance(op, SpillText) and self._spill is not None:
+            self._spill.append(op.cell_id, op.text)
 
     def _truncate(self, outputs: Array[Any], op: TruncateOutputs) -> None:
         count = len(outputs)
