@@ -196,13 +196,22 @@ class WebsocketChannel:
             # loses nothing: the client's reconnection resyncs the whole document.
             self.close(CLOSE_TOO_SLOW, "client too slow: too much data waiting to be sent")
             return
-        self._pending_bytes += len(message)
+        size = len(message)
         try:
-            await self._handler.write_message(message, binary=True)
-        except (WebSocketClosedError, StreamClosedError):
+            written = self._handler.write_message(message, binary=True)
+        except WebSocketClosedError:
             self.end(drop=False)
-        finally:
-            self._pending_bytes -= len(message)
+            return
+        # Not awaited: Tornado has queued the frame, and waiting until it reaches the
+        # socket would keep one task per client and update alive (50 clients at 100
+        # updates a second). The bytes count as pending until then.
+        self._pending_bytes += size
+        written.add_done_callback(lambda future: self._written(future, size))
+
+    def _written(self, future: asyncio.Future[None], size: int) -> None:
+        self._pending_bytes -= size
+        if not future.cancelled() and isinstance(future.exception(), StreamClosedError):
+            self.end(drop=False)
 
     def close(self, code: int, reason: str) -> None:
         self._handler.close(code, reason)
