@@ -223,3 +223,23 @@ def test_a_flood_larger_than_the_tail_goes_to_the_spill_file_directly() -> None:
     doc.apply(ops)
     assert doc.chars(CELL) <= 1000
     assert stream_text(doc.whole(CELL)) == "".join(f"{i:09d}\n" for i in range(100_200))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_floods_split_anywhere_keep_the_whole_text(seed: int) -> None:
+    """Messages cut mid-line, as ipykernel sends them, through floods and drops: head +
+    spill + tail is the printed text, each line once (a flood once spilled the
+    unfinished line that followed it, and wrote it again later)."""
+    rng = random.Random(seed)
+    text = "".join(f"line {i:06d}\n" for i in range(30_000))
+    reducer = OutputReducer(OutputLimits(stream_segment_chars=2_000, cell_output_chars=40_000))
+    doc = LimitedDocument()
+    position = 0
+    while position < len(text):
+        for _ in range(rng.choice((1, 1, 3))):
+            size = rng.choice((rng.randrange(1, 50), rng.randrange(1_000, 15_000),
+                               rng.randrange(25_000, 60_000)))  # fmt: skip
+            reducer.feed(CELL, out(text[position : position + size]))
+            position += size
+        doc.apply(reducer.flush())
+    assert stream_text(doc.whole(CELL)) == text

@@ -238,12 +238,11 @@ class OutputReducer:
         # large message once per segment (quadratic: 80% of the time on 10 MB messages).
         start, end = 0, len(done)
         while True:
-            skip = self._spill_flood(cell_id, cell, done, start, end)
+            skip = self._spill_flood(cell_id, cell, stream, done, start, end)
             if skip > start:
                 # The tail and the flood's start went to the spill file: go on after
                 # the marker (no continuation needed there).
                 start = skip
-                stream.line = LineBuffer()
                 stream = self._new_stream(cell_id, cell, stream.name)
                 stream.line = line
             room = cap - stream.completed_len
@@ -264,7 +263,9 @@ class OutputReducer:
             if start == end:
                 return
 
-    def _spill_flood(self, cell_id: str, cell: _Cell, done: str, start: int, end: int) -> int:
+    def _spill_flood(
+        self, cell_id: str, cell: _Cell, stream: StreamOutput, done: str, start: int, end: int
+    ) -> int:
         """In a truncated cell, completed text larger than half its tail's room would
         mostly pass through the document on its way to the spill file: the tail is
         dropped and that text spilled directly, up to the last quarter of the room. Returns where
@@ -284,7 +285,9 @@ class OutputReducer:
         cut = done.rfind("\n", start, end - max(room // 4, 1)) + 1
         if cut <= start:
             return start
-        name = cell.stream.name if cell.stream is not None else "stdout"
+        # The unfinished line follows ``done``: it moves on to the next stream output,
+        # so it must not be written (then spilled) with the dropped one.
+        stream.line = LineBuffer()
         self._settle_stream(cell)
         self._seal_stream(cell)
         count = budget.drop_all()
@@ -292,7 +295,7 @@ class OutputReducer:
             self._queue_op(cell_id, DropOutputs(cell_id, count), output=True)
             cell.count -= count
             self._shift_displays(cell_id, cell, budget.marker + 1, -count)
-        self._queue_op(cell_id, SpillText(cell_id, name, done[start:cut]), output=True)
+        self._queue_op(cell_id, SpillText(cell_id, stream.name, done[start:cut]), output=True)
         return cut
 
     def _output(self, cell_id: str, msg_type: str, content: dict[str, Any]) -> None:
