@@ -81,21 +81,18 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 from pycrdt import Array, Map
 
-from tests.conftest import Server, Session, write_notebook
 from tests.yclient import YClient
 
-from .harness import RoomClient, cell_map
+from .harness import RoomClient, ServerProcess, cell_map
 
 __all__ = [
     "ALTERNATIVES",
@@ -253,7 +250,7 @@ def _murmur2(text: str) -> str:
     return str(h)
 
 
-class AlternativeServer:
+class AlternativeServer(ServerProcess):
     """An alternative's ``jupyter server`` in a subprocess, in throwaway directories.
 
     Use as ``async with AlternativeServer("nbmodel") as server:``; it has the methods
@@ -275,15 +272,10 @@ class AlternativeServer:
             poll: For nbmodel, poll each request as its JupyterLab plugin does.
             args: Extra command-line options (traitlets config).
         """
+        super().__init__(args, prefix=f"ydoc-outputs-bench-{kind}-")
         self.kind = kind
         self._alternative = _alternative(kind)
         self._poll = poll
-        self._args = args or []
-        self._tmp = tempfile.TemporaryDirectory(prefix=f"ydoc-outputs-bench-{kind}-")
-        self.root = Path(self._tmp.name) / "notebooks"
-        self._home = Path(self._tmp.name) / "home"
-        self._server: Server | None = None
-        self._session: Session | None = None
         self.polls = 0
         self._polling: set[asyncio.Task[None]] = set()
         # Per room: the notebook's path and the client connected to it.
@@ -309,15 +301,11 @@ class AlternativeServer:
             "JUPYTER_CONFIG_PATH": "",
         }
         args = [arg.format(home=self._home) for arg in self._alternative.args]
-        # Server() waits for the process to answer; nothing else runs on the loop yet.
-        self._server = Server(
-            self.root,
-            self._home,
+        self._start(
             [*args, *self._args],
             command=[str(bin_dir / "python"), "-m", "jupyter_server"],
             env=env,
         )
-        self._session = Session(self._server, self._server.http())
         self._check_extensions()
         return self
 
@@ -337,47 +325,14 @@ class AlternativeServer:
         if "Traceback" in log:
             raise RuntimeError(f"the alternative started with an error:\n{log}")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            for task in self._polling:
-                task.cancel()
-            await asyncio.gather(*self._polling, return_exceptions=True)
-            # A server with a client still connected takes 20 s to stop (then is killed).
-            for client in self._clients.values():
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
-            if self._session is not None:
-                await self._session.close()
-        finally:
-            if self._server is not None:
-                self._server.stop()
-            self._tmp.cleanup()
-
-    @property
-    def session(self) -> Session:
-        assert self._session is not None, "use the server in `async with`"
-        return self._session
-
-    @property
-    def pid(self) -> int:
-        """The server's process id (its CPU time is what the benchmarks charge it)."""
-        assert self._server is not None, "use the server in `async with`"
-        return self._server.proc.pid
-
-    def log(self) -> str:
-        """The server's log so far."""
-        assert self._server is not None, "use the server in `async with`"
-        return self._server.log()
-
-    def write_notebook(self, name: str, sources: list[str]) -> list[str]:
-        """Write a notebook of code cells into the server's root; return the cell ids."""
-        _, ids = write_notebook(self.root, name, sources)
-        return ids
+    async def _before_close(self) -> None:
+        for task in self._polling:
+            task.cancel()
+        await asyncio.gather(*self._polling, return_exceptions=True)
+        # A server with a client still connected takes 20 s to stop (then is killed).
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.disconnect()
 
     async def http_get(self, path: str) -> httpx.Response:
         """GET ``path`` (e.g. ``api/contents/x.ipynb``) from the server, with the token."""
@@ -401,10 +356,6 @@ class AlternativeServer:
         self._paths[room] = path
         self._clients[room] = client
         return RoomClient(client, room)
-
-    async def start_kernel(self) -> str:
-        """Start a ``python3`` kernel through the server's REST API; return its id."""
-        return await self.session.start_kernel()
 
     async def execute(self, kernel_id: str, room: str, cell_id: str) -> None:
         """Run one cell as the alternative's frontend does; return once it is accepted.

@@ -33,6 +33,7 @@ __all__ = [
     "ExtensionServer",
     "Options",
     "RoomClient",
+    "ServerProcess",
     "StreamTailWatch",
     "cell_map",
     "process_cpu_seconds",
@@ -96,29 +97,31 @@ class RoomClient:
     room: str
 
 
-class ExtensionServer:
-    """A ``jupyter server`` with ydoc_outputs in a subprocess, in throwaway directories.
+class ServerProcess:
+    """A ``jupyter server`` in a subprocess, in throwaway directories (the test suite's
+    ``Server``), with a REST session. Use as ``async with``; kernels started through it
+    are shut down and the server stopped on exit. Subclasses start it in
+    ``__aenter__`` with :meth:`_start`."""
 
-    Use as ``async with ExtensionServer() as server:``; kernels started through it are
-    shut down and the server stopped on exit.
-    """
-
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(self, args: list[str] | None = None, prefix: str = "ydoc-outputs-bench-") -> None:
         """Prepare a server; ``args`` are extra command-line options (traitlets config)."""
         self._args = args or []
-        self._tmp = tempfile.TemporaryDirectory(prefix="ydoc-outputs-bench-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self.root = Path(self._tmp.name) / "notebooks"
         self._home = Path(self._tmp.name) / "home"
         self._server: Server | None = None
         self._session: Session | None = None
 
-    async def __aenter__(self) -> ExtensionServer:
-        self.root.mkdir()
-        self._home.mkdir()
+    def _start(self, args: list[str], **options: Any) -> None:
+        """Start the process (``options``: ``Server``'s ``command`` and ``env``)."""
+        self.root.mkdir(exist_ok=True)
+        self._home.mkdir(exist_ok=True)
         # Server() waits for the process to answer; nothing else runs on the loop yet.
-        self._server = Server(self.root, self._home, self._args)
+        self._server = Server(self.root, self._home, args, **options)
         self._session = Session(self._server, self._server.http())
-        return self
+
+    async def _before_close(self) -> None:
+        """What a subclass must end before the kernels and the server are stopped."""
 
     async def __aexit__(
         self,
@@ -127,11 +130,12 @@ class ExtensionServer:
         tb: TracebackType | None,
     ) -> None:
         try:
+            await self._before_close()
             if self._session is not None:
                 await self._session.close()
         except BaseException:
             if self._server is not None:  # the server's side of the story, before it goes
-                print("server log (last 40 lines):", *self._server.log().splitlines()[-40:],
+                print("server log (last 40 lines):", *self.log().splitlines()[-40:],
                       sep="\n  ", file=sys.stderr)  # fmt: skip
             raise
         finally:
@@ -155,10 +159,27 @@ class ExtensionServer:
         assert self._server is not None, "use the server in `async with`"
         return self._server.proc.pid
 
+    def log(self) -> str:
+        """What the server process has written so far."""
+        assert self._server is not None, "use the server in `async with`"
+        return self._server.log()
+
     def write_notebook(self, name: str, sources: list[str]) -> list[str]:
         """Write a notebook of code cells into the server's root; return the cell ids."""
         _, ids = write_notebook(self.root, name, sources)
         return ids
+
+    async def start_kernel(self) -> str:
+        """Start a ``python3`` kernel through the server's REST API; return its id."""
+        return await self.session.start_kernel()
+
+
+class ExtensionServer(ServerProcess):
+    """A ``jupyter server`` with ydoc_outputs: ``async with ExtensionServer() as server:``."""
+
+    async def __aenter__(self) -> ExtensionServer:
+        self._start(self._args)
+        return self
 
     async def connect(self, path: str) -> RoomClient:
         """Open a collaboration session on ``path`` and connect one synced client."""
@@ -166,10 +187,6 @@ class ExtensionServer:
         client = YClient(self.session.server.ws_url(session["room"], session["sessionId"]))
         await client.connect()
         return RoomClient(client, session["room"])
-
-    async def start_kernel(self) -> str:
-        """Start a ``python3`` kernel through the server's REST API; return its id."""
-        return await self.session.start_kernel()
 
     async def execute(self, kernel_id: str, room: str, cell_id: str) -> None:
         """POST ``api/kernels/{kernel_id}/execute`` for one cell; it answers at once."""
