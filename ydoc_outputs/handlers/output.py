@@ -7,14 +7,11 @@ its outputs. Streams are given as printed, rich outputs by their ``text/plain``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from jupyter_server.auth.decorator import authorized
-from pycrdt import Map
 from tornado import web
 
 from ..rooms.manager import RoomError
-from ..ydoc.writer import find_code_cell, is_marker, output_text
+from ..ydoc.writer import find_code_cell, is_marker, output_dict, output_text
 from .base import ExtensionAPIHandler
 
 __all__ = ["OutputHandler"]
@@ -40,7 +37,7 @@ class OutputHandler(ExtensionAPIHandler):
             if is_marker(output):
                 tail = []
                 continue
-            text = output_text(_to_py(output))
+            text = output_text(output_dict(output))
             (head if tail is None else tail).append(text)
         self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.write("".join(head))
@@ -49,8 +46,3 @@ class OutputHandler(ExtensionAPIHandler):
                 self.write(chunk)
                 await self.flush()
         self.finish("".join(tail or ()))
-
-
-def _to_py(output: Any) -> dict[str, Any]:
-    value = output.to_py() if isinstance(output, Map) else None
-    return value if isinstance(value, dict) else {}

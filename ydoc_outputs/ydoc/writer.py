@@ -37,6 +37,7 @@ __all__ = [
     "SpillSink",
     "find_code_cell",
     "is_marker",
+    "output_dict",
     "output_text",
     "truncation_marker",
     "youtput",
@@ -108,7 +109,8 @@ def output_text(output: OutputDict) -> str:
     ``text/plain`` (or traceback), else a one-line placeholder."""
     output_type = output.get("output_type")
     metadata = output.get("metadata")
-    if isinstance(metadata, dict) and metadata.get(TRUNCATION_KEY, {}).get("continued"):
+    mine = metadata.get(TRUNCATION_KEY) if isinstance(metadata, dict) else None
+    if isinstance(mine, dict) and mine.get("continued"):
         return ""  # the empty output between two segments of a stream
     if output_type == "stream":
         text = output.get("text", "")
@@ -232,7 +234,7 @@ class OutputWriter:
         # from where JupyterLab's model agrees on indices (the head's last output may
         # be a stream that the next segments were merged into).
         start = _rewrite_start(outputs, index) if index < count else index
-        kept = [_to_py(outputs[i]) for i in range(start, count)]
+        kept = [output_dict(outputs[i]) for i in range(start, count)]
         kept.insert(index - start, self._marker(op.cell_id))
         _rewrite(outputs, start, kept)
 
@@ -253,12 +255,12 @@ class OutputWriter:
         end = min(first + op.count, count)
         if self._spill is not None:
             self._spill.append(
-                op.cell_id, "".join(output_text(_to_py(outputs[i])) for i in range(first, end))
+                op.cell_id, "".join(output_text(output_dict(outputs[i])) for i in range(first, end))
             )
         # The marker and the whole tail go, the marker and the kept part come back:
         # JupyterLab's model merges the tail's stream segments, so deleting only the
         # first ones would miss there (see _rewrite).
-        kept = [_to_py(outputs[marker])] + [_to_py(outputs[i]) for i in range(end, count)]
+        kept = [output_dict(outputs[marker])] + [output_dict(outputs[i]) for i in range(end, count)]
         _rewrite(outputs, marker, kept)
 
     @staticmethod
@@ -296,7 +298,7 @@ class OutputWriter:
         # deletions by index to a model that merges consecutive segments of a stream:
         # the rewrite starts before the first such run, where both indices agree.
         start = _rewrite_start(outputs, min(op.index, _first_merged_run(outputs, op.index)))
-        kept = [_to_py(outputs[i]) for i in range(start, count)]
+        kept = [output_dict(outputs[i]) for i in range(start, count)]
         kept[op.index - start] = op.output
         _rewrite(outputs, start, kept)
 
@@ -335,7 +337,7 @@ def _rewrite_start(outputs: Array[Any], start: int) -> int:
 def _rewrite(outputs: Array[Any], start: int, kept: list[OutputDict]) -> None:
     """Delete the outputs from ``start`` on, then append ``kept``.
 
-    ``start`` must be 0 or a non-stream output with the same in ``kept[0]`` (see
+    ``start`` must be 0 or a non-stream output, copied as ``kept[0]`` (see
     :func:`_rewrite_start`), and no two outputs before it may be segments of one stream.
     """
     count = len(outputs)
@@ -345,6 +347,7 @@ def _rewrite(outputs: Array[Any], start: int, kept: list[OutputDict]) -> None:
         outputs.append(youtput(output))
 
 
-def _to_py(output: Any) -> OutputDict:
+def output_dict(output: Any) -> OutputDict:
+    """A Y output as a plain dict (empty if it is not a map)."""
     value = output.to_py() if isinstance(output, Map) else None
     return value if isinstance(value, dict) else {}
