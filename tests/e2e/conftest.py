@@ -58,9 +58,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
         root,
         home,
-        # window.jupyterapp, to read what a page's document context knows.
-        ["--LabApp.expose_app_in_browser=True"]
-        + [
+        [
+            # window.jupyterapp, to read what a page's document context knows.
+            "--LabApp.expose_app_in_browser=True",
             "--YdocOutputsApp.room_cleanup_delay=2.0",
             "--YdocOutputsApp.autosave_delay=0.5",
             # Small enough for test_a_runaway_cell_renders_head_marker_and_tail.
