@@ -112,7 +112,7 @@ class SessionHandler(CollaborationHandler, APIHandler):
 
 
 class WebsocketChannel:
-    """A pycrdt ``Channel`` over one Tornado websocket connection.
+    """A room's :class:`~.sync.Client` over one Tornado websocket connection.
 
     Received messages wait in a short queue for the room; outgoing bytes not yet written
     to the socket are counted, and a client that lets them pile up is closed.
@@ -165,9 +165,6 @@ class WebsocketChannel:
                 continue
             return message
 
-    async def recv(self) -> bytes:
-        return await self.__anext__()
-
     async def put(self, message: bytes) -> None:
         """Hand a received message to the room; wait while the room is far behind."""
         while len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:
@@ -186,9 +183,9 @@ class WebsocketChannel:
         self._readable.set()
         self._writable.set()
 
-    async def send(self, message: bytes) -> None:
-        # Never raises: pycrdt-websocket runs sends in the room's task group, which an
-        # exception would tear down for every client.
+    def send_nowait(self, message: bytes) -> None:
+        """Queue ``message`` on the websocket. Never raises: the room calls this inside
+        a transaction's observer, for every client in turn."""
         if self.ended and not self._queue:
             return
         if self._pending_bytes and self._pending_bytes + len(message) > self._max_pending_bytes:
@@ -203,8 +200,8 @@ class WebsocketChannel:
             self.end(drop=False)
             return
         # Not awaited: Tornado has queued the frame, and waiting until it reaches the
-        # socket would keep one task per client and update alive (50 clients at 100
-        # updates a second). The bytes count as pending until then.
+        # socket would need one task per client and update (50 clients at 100 updates a
+        # second). The bytes count as pending until then.
         self._pending_bytes += size
         written.add_done_callback(lambda future: self._written(future, size))
 

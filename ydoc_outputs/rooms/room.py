@@ -1,11 +1,10 @@
-"""One document's Y room: the shared document, its pycrdt-websocket room and autosave.
+"""One document's Y room: the shared document, its clients' sync and autosave.
 
 A notebook room also holds the reducer and the writer of its kernel output.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,8 +12,6 @@ from typing import Any
 
 from jupyter_ydoc import YNotebook
 from jupyter_ydoc.ybasedoc import YBaseDoc
-from pycrdt import Channel
-from pycrdt.websocket import YRoom
 
 from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
@@ -24,7 +21,8 @@ from ..store.persistence import RoomPersistence
 from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter, truncation_marker
-from .protocol import SYNC_MESSAGE, FrameReader
+from .protocol import CLOSE_BAD_REQUEST, SYNC_MESSAGE, FrameReader
+from .sync import EMPTY_UPDATE, Client, SyncRoom
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
 
@@ -41,8 +39,6 @@ _IDLE: KernelMessage = {"header": {"msg_type": "status"}, "content": {"execution
 log = logging.getLogger(__name__)
 
 SYNC_STEP1 = 0
-#: An update that changes nothing; clients send it, pycrdt-websocket skips it.
-EMPTY_UPDATE = b"\x00\x00"
 
 #: Saves a room's document and returns the file's new hash, if known.
 SaveRoom = Callable[["DocumentRoom"], Awaitable[str | None]]
@@ -78,12 +74,10 @@ class DocumentRoom:
         self.file_hash: str | None = None
         #: Tries every client update on a shadow copy before the room applies it.
         self.guard = key.kind.guard(self.doc)
-        self.yroom = YRoom(ready=True, ydoc=self.doc.ydoc, log=log)
-        self.yroom.on_message_error = self._on_message_error
+        self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message)
         self.autosaver = Autosaver(
             self.doc, lambda: key.kind.snapshot(self.doc), lambda: save(self), autosave_delay
         )
-        self._task: asyncio.Task[None] | None = None
         #: Executions of this document's cells that are queued or running.
         self.busy = 0
 
@@ -93,8 +87,8 @@ class DocumentRoom:
         return self.key.name
 
     @property
-    def clients(self) -> set[Channel]:
-        return self.yroom.clients
+    def clients(self) -> set[Client]:
+        return self.sync.clients
 
     async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
         """Load the file at ``path`` (``content``, from the contents manager); start serving.
@@ -111,15 +105,13 @@ class DocumentRoom:
             self.key.kind.load(self.doc, content)
         with self.doc.ydoc.transaction(origin=SERVER_ORIGIN):
             self.doc.path = path
-        self._task = asyncio.create_task(self.yroom.start())
-        await self.yroom.started.wait()
-        await self.yroom.ydoc_observed.wait()
+        self.sync.start()
         # What is on disk now, so that merely opening a file never rewrites it.
         self.autosaver.start(self.key.kind.snapshot(self.doc))
 
-    async def serve(self, channel: Channel) -> None:
+    async def serve(self, client: Client) -> None:
         """Serve one websocket client until it disconnects."""
-        await self.yroom.serve(channel)
+        await self.sync.serve(client)
 
     def admit(self, message: bytes) -> None:
         """Check a client's sync message right before the room applies it.
@@ -137,9 +129,7 @@ class DocumentRoom:
     def close_clients(self, code: int, reason: str) -> None:
         """Close every client's websocket (e.g. the file was deleted)."""
         for client in list(self.clients):
-            close = getattr(client, "close", None)
-            if close is not None:
-                close(code, reason)
+            client.close(code, reason)
 
     async def stop(self) -> None:
         """Save what is unsaved, then stop the room."""
@@ -147,17 +137,11 @@ class DocumentRoom:
         self.guard.reset()
         if self.persistence is not None:
             await self.persistence.stop(self._squash_after)
-        if self._task is not None:
-            await self.yroom.stop()
-            self._task.cancel()
-            self._task = None
+        self.sync.stop()
 
-    async def _on_message_error(self, exc: Exception, message: bytes, channel: Channel) -> bool:
-        log.warning("closing client of %s after a bad message: %r", self.name, exc)
-        close = getattr(channel, "close", None)
-        if close is not None:
-            close(4400, "malformed message")
-        return True
+    def _on_bad_message(self, exc: Exception, client: Client) -> None:
+        log.warning("closing a client of %s after a bad message: %r", self.name, exc)
+        client.close(CLOSE_BAD_REQUEST, "malformed message")
 
 
 class NotebookRoom(DocumentRoom):
