@@ -223,7 +223,7 @@ def _reason(text: str) -> str:
 def _is_panic(exc: BaseException) -> bool:
     """Whether ``exc`` is (or only groups) a Rust panic of pycrdt.
 
-    pyo3's ``PanicException`` derives from ``BaseException``, so pycrdt-websocket's
+    pyo3's ``PanicException`` derives from ``BaseException``, so the room's
     ``except Exception`` does not catch it; some malformed updates trigger one.
     """
     group: Any = getattr(exc, "exceptions", None)  # a BaseExceptionGroup (3.11+ or anyio's)
