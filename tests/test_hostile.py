@@ -733,6 +733,20 @@ async def test_client_that_does_not_read_is_closed(hostile_server: Server, hsess
     await assert_serving(hostile_server, hsession)
 
 
+async def test_a_document_larger_than_the_pending_limit_still_syncs(
+    hostile_server: Server, hsession: Session
+):
+    """The limit is on what already waits: the whole-document answer to a new client's
+    sync step 1 follows the server's own step 1 at once, and may alone be larger."""
+    text = "y" * 3_000_000  # past the 2 MiB websocket_max_pending_bytes
+    path, [cell] = write_notebook(hostile_server.root, "larger.ipynb", [text])
+    for _ in range(3):  # a new room, then the open one
+        client = await hsession.client(path)
+        assert client.cell(cell)["source"] == text
+        assert not client.closed.is_set()
+        await client.disconnect()
+
+
 async def test_execute_bodies_get_json_errors(hostile_server: Server, hsession: Session):
     path, [cell] = write_notebook(hostile_server.root, "bodies.ipynb", ["1"])
     room = (await hsession.open(path))["room"]

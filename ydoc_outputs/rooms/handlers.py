@@ -188,9 +188,11 @@ class WebsocketChannel:
         a transaction's observer, for every client in turn."""
         if self.ended and not self._queue:
             return
-        if self._pending_bytes and self._pending_bytes + len(message) > self._max_pending_bytes:
+        if self._pending_bytes > self._max_pending_bytes:
             # Tornado buffers whatever the client does not read, without bound. Closing
-            # loses nothing: the client's reconnection resyncs the whole document.
+            # loses nothing: the client's reconnection resyncs the whole document. The
+            # check is on what already waits, so that one message larger than the limit
+            # (the sync of a big document, right after the server's sync step 1) goes.
             self.close(CLOSE_TOO_SLOW, "client too slow: too much data waiting to be sent")
             return
         size = len(message)

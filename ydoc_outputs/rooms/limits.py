@@ -21,8 +21,8 @@ class WebsocketLimits:
             Each one makes the server encode or save the whole document.
         request_burst: Sync step 1 and save requests accepted at once.
         max_pending_bytes: Bytes waiting to be sent to a client that does not read;
-            4408 above, and the client resyncs when it reconnects. One message larger
-            than this is still sent when nothing else is waiting.
+            4408 when a message comes while more than this waits, and the client
+            resyncs when it reconnects. One message larger than this is still sent.
     """
 
     max_message_bytes: int = 10 * 1024 * 1024
