@@ -94,3 +94,38 @@ async def test_deleting_the_file_ends_its_room(server: Server, session: Session)
     assert client.close_code == 4404
     await asyncio.sleep(1.5)
     assert not (server.root / path).exists()  # not saved back to life
+
+
+async def test_a_save_that_changes_nothing_leaves_the_file_alone(server: Server, session: Session):
+    """A room compares what it would write with the file, without keeping a copy of it
+    from the open: a change of the document's state alone (here ``dirty``) is saved
+    without touching the file, in a room that saved it and in one that only opened it."""
+    path, [cell] = write_notebook(server.root, "unchanged.ipynb", ["1"])
+    file = server.root / path
+    client = await session.client(path)
+    source = client.notebook.ycells[0]["source"]
+    source.insert(len(source), " + 1")
+    for _ in range(100):  # the server's own save, in the contents manager's format
+        if "1 + 1" in file.read_text():
+            break
+        await asyncio.sleep(0.05)
+    await client.disconnect()
+    room = (await session.open(path))["room"]
+    for _ in range(200):
+        if f"closing room {room}" in server.log():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the room was not closed")
+    clients = []
+    for again in (False, True):  # a new room from the file, then the same room again
+        client = await session.client(path)
+        clients.append(client)
+        before = file.stat().st_mtime_ns, file.read_bytes()
+        client.notebook.dirty = True
+        # The server's autosave sets it back once it has saved (or found nothing to write).
+        await client.wait_for(lambda nb=client.notebook: nb.dirty is False, timeout=10)
+        assert (file.stat().st_mtime_ns, file.read_bytes()) == before, again
+        assert client.cell(cell)["source"] == "1 + 1"
+    for client in clients:
+        await client.disconnect()

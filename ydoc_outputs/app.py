@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -153,6 +154,10 @@ class YdocOutputsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
         assert serverapp is not None
+        # The package's module loggers go through the server's own: its handlers, format
+        # and --log-level (else their INFO lines, such as rooms opened and closed, and
+        # files reloaded from disk, would go nowhere).
+        logging.getLogger(__package__).parent = serverapp.log
         data_dir = Path(jupyter_data_dir()) / "ydoc_outputs"
         self.room_manager = RoomManager(
             serverapp.contents_manager,

@@ -90,13 +90,16 @@ class DocumentRoom:
     def clients(self) -> set[Client]:
         return self.sync.clients
 
-    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
+    async def start(
+        self, content: Any, path: str, disk_is_ours: bool, disk_sha256: str | None = None
+    ) -> None:
         """Load the file at ``path`` (``content``, from the contents manager); start serving.
 
         With an update store, the document is first rebuilt from its stored updates.
         The file is then loaded on top (a granular update: unchanged cells are kept)
         unless ``disk_is_ours``, i.e. it is what this room last saved or loaded: after a
-        crash the store holds newer output than the file.
+        crash the store holds newer output than the file. ``disk_sha256``, the file's
+        digest, lets the first autosave see that nothing changed without a copy of it.
         """
         if self.persistence is not None:
             self.restored = await self.persistence.restore()
@@ -106,8 +109,7 @@ class DocumentRoom:
         with self.doc.ydoc.transaction(origin=SERVER_ORIGIN):
             self.doc.path = path
         self.sync.start()
-        # What is on disk now, so that merely opening a file never rewrites it.
-        self.autosaver.start(self.key.kind.snapshot(self.doc))
+        self.autosaver.start(disk_sha256)
 
     async def serve(self, client: Client) -> None:
         """Serve one websocket client until it disconnects."""
@@ -182,8 +184,10 @@ class NotebookRoom(DocumentRoom):
         if self.spill is not None:
             self.spill.close()
 
-    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
-        await super().start(content, path, disk_is_ours)
+    async def start(
+        self, content: Any, path: str, disk_is_ours: bool, disk_sha256: str | None = None
+    ) -> None:
+        await super().start(content, path, disk_is_ours, disk_sha256)
         if self.restored:
             self._end_interrupted_runs()
 

@@ -7,6 +7,7 @@ streaming therefore reaches the disk every ``delay`` seconds, not only when it s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,15 +45,21 @@ class Autosaver:
         self._delay = delay
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        #: What the file holds, when this saved it; else the SHA-256 of what it holds.
         self._last_saved: str | None = None
+        self._disk_sha256: str | None = None
         #: Held while saving; an out-of-band reload takes it too, so the two never mix.
         self.lock = asyncio.Lock()
         self.enabled = True
         self._subscription: Any = None
 
-    def start(self, saved_text: str | None = None) -> None:
-        """Watch the document. ``saved_text`` is what the disk holds now, if known."""
-        self._last_saved = saved_text
+    def start(self, disk_sha256: str | None = None) -> None:
+        """Watch the document; the file's SHA-256 (hex) as on disk now, if known.
+
+        Opening a file then never rewrites it, and costs no serialization: the first save
+        compares the digest of what it would write with this one.
+        """
+        self.mark_on_disk(disk_sha256)
         self._subscription = self._doc.ydoc.observe(self._on_change)
 
     def _on_change(self, _event: Any) -> None:
@@ -78,7 +85,7 @@ class Autosaver:
         """
         async with self.lock:
             text = self._snapshot()
-            changed = self.enabled and text != self._last_saved
+            changed = self.enabled and not self._is_on_disk(text)
             file_hash = None
             if changed:
                 file_hash = await self._save()
@@ -92,9 +99,19 @@ class Autosaver:
                     self._doc.hash = file_hash
             return changed
 
-    def mark_saved(self, text: str) -> None:
-        """The file on disk now holds ``text`` (it was just loaded from it)."""
-        self._last_saved = text
+    def mark_on_disk(self, sha256: str | None) -> None:
+        """The file on disk now has this SHA-256 hex digest (it was just loaded)."""
+        self._last_saved = None
+        self._disk_sha256 = sha256
+
+    def _is_on_disk(self, text: str) -> bool:
+        if self._last_saved is not None:
+            return text == self._last_saved
+        digest = self._disk_sha256
+        if digest is not None and hashlib.sha256(text.encode()).hexdigest() == digest:
+            self._last_saved = text
+            return True
+        return False
 
     async def stop(self) -> None:
         """Stop watching and save what is left to save (errors are logged)."""

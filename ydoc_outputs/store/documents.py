@@ -16,7 +16,15 @@ from ..ydoc.guard import UpdateGuard
 from ..ydoc.writer import SERVER_ORIGIN
 from .notebook import check_notebook_shape, load_notebook, notebook_dict, notebook_json
 
-__all__ = ["KINDS", "NOTEBOOK", "TEXT_FILE", "DocumentKind", "RoomKey", "parse_room_name"]
+__all__ = [
+    "KINDS",
+    "NOTEBOOK",
+    "TEXT_FILE",
+    "DocumentKind",
+    "RoomKey",
+    "parse_room_name",
+    "sha256_of",
+]
 
 
 @dataclass(frozen=True)
@@ -81,3 +89,11 @@ def parse_room_name(name: str) -> RoomKey | None:
         return None
     kind = KINDS.get((parts[0], parts[1]))
     return RoomKey(kind, parts[2]) if kind is not None else None
+
+
+def sha256_of(model: dict[str, Any]) -> str | None:
+    """The SHA-256 hex digest of a contents model's file, if the model carries it."""
+    digest = model.get("hash")
+    if model.get("hash_algorithm") == "sha256" and isinstance(digest, str):
+        return digest
+    return None
