@@ -1,24 +1,29 @@
 """RECONNECT: a fresh client's full sync of a big notebook, against ``GET api/contents``.
 
 Notebooks holding 1, 10 and 100 MB of stream output (64 KB segments, 4 MB per cell, as
-the server writes them) are put on disk. For each, one client keeps the room open; then,
-in turns, a new y-websocket client connects and syncs the whole document (until its
-sync step 2 is applied), and ``GET api/contents/{path}`` fetches and parses the same
-notebook, which is what a classic page load costs. The first sync, which opens the room
-from the file, is shown apart.
+the server writes them) are put on disk, on our server and on each alternative, all
+running at once. On each, one client keeps the room open; then, round after round and
+server after server, a new y-websocket client syncs the whole document (until its sync
+step 2 is applied) twice: as a page reload (nothing changed since the last sync) and
+right after the holding client typed into a cell; and ``GET api/contents/{path}``
+fetches and parses the same notebook, which is what a classic page load costs. The
+first sync, which opens the room from the file, is shown apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
 from pycrdt import Doc, create_sync_message, handle_sync_message
 
 from .alternatives import AlternativeServer
-from .harness import ExtensionServer, Options
+from .harness import ExtensionServer, Options, RoomClient
 from .report import Table, median
 
 __all__ = ["run"]
@@ -28,6 +33,9 @@ SYNC_STEP2 = b"\x00\x01"
 #: The alternatives run side by side (see alternatives.py).
 ALTERNATIVES = ("nbmodel", "documents")
 CELL_BYTES = 4 * 1024 * 1024
+#: Seconds past which a server's sync gets only ``repeat`` samples, not three times that.
+SLOW_SYNC = 2.0
+Server = ExtensionServer | AlternativeServer
 
 
 def big_notebook(megabytes: int) -> dict[str, Any]:
@@ -56,12 +64,12 @@ def big_notebook(megabytes: int) -> dict[str, Any]:
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
-async def _sync_once(url: str) -> tuple[float, int]:
+async def _sync_once(url: str, expect: str | None = None) -> tuple[float, int]:
     """Connect a bare y-websocket client and time its full sync; the document's size.
 
     The client is a plain pycrdt ``Doc``: the test suite's ``YClient`` also re-encodes
     every update it applies (to forward local edits), which would double the client's
-    share of the figure.
+    share of the figure. ``expect``: text the synced document must hold.
     """
     doc: Doc[Any] = Doc()
     start = time.perf_counter()
@@ -74,10 +82,13 @@ async def _sync_once(url: str) -> tuple[float, int]:
                 handle_sync_message(message[1:], doc)
                 break
         seconds = time.perf_counter() - start
-    return seconds, len(doc.get_update())
+    update = doc.get_update()
+    if expect is not None and expect.encode() not in update:
+        raise RuntimeError(f"the synced document lacks the last change {expect!r}")
+    return seconds, len(update)
 
 
-async def _contents_once(server: ExtensionServer | AlternativeServer, path: str) -> float:
+async def _contents_once(server: Server, path: str) -> float:
     start = time.perf_counter()
     response = await server.session.http.get(f"/api/contents/{path}", params={"content": "1"})
     response.raise_for_status()
@@ -85,62 +96,101 @@ async def _contents_once(server: ExtensionServer | AlternativeServer, path: str)
     return time.perf_counter() - start
 
 
-async def _measure(
-    server: ExtensionServer | AlternativeServer, name: str, megabytes: int, repeat: int
-) -> list[str]:
+@dataclass
+class _Series:
+    """One server's figures for one notebook."""
+
+    name: str
+    server: Server
+    holder: RoomClient
+    file_mb: float
+    first: float
+    idle: list[float] = field(default_factory=list)
+    changed: list[float] = field(default_factory=list)
+    contents: list[float] = field(default_factory=list)
+    doc_bytes: int = 0
+    changes: int = 0
+
+    async def round(self, path: str) -> None:
+        url = self.holder.client.url
+        seconds, self.doc_bytes = await _sync_once(url)
+        self.idle.append(seconds)
+        self.contents.append(await _contents_once(self.server, path))
+        # A change first (the holder types into a cell), so that nothing the server
+        # encoded for an earlier client can be reused.
+        self.changes += 1
+        mark = f"#change{self.changes}"
+        source = self.holder.client.notebook.ycells[0]["source"]
+        source.insert(len(source), mark)
+        await asyncio.sleep(0.05)  # the holder's update reaches the server
+        seconds, _ = await _sync_once(url, expect=mark)
+        self.changed.append(seconds)
+
+    def row(self, megabytes: int) -> list[str]:
+        idle, changed, get = median(self.idle), median(self.changed), median(self.contents)
+        return [
+            f"{megabytes} MB of output [{self.name}]",
+            f"{self.file_mb:.1f}",
+            f"{self.doc_bytes / 1e6:.1f}",
+            f"{self.first:.3f}",
+            f"{idle:.3f}",
+            f"{changed:.3f}",
+            f"{get:.3f}",
+            f"{get / changed:.2f}",
+            "yes" if changed <= get else "NO",
+        ]
+
+
+async def _open(server: Server, name: str, megabytes: int) -> tuple[str, _Series]:
     path = f"big-{megabytes}.ipynb"
     (server.root / path).write_text(json.dumps(big_notebook(megabytes)))
     file_mb = (server.root / path).stat().st_size / 1e6
     start = time.perf_counter()
     holder = await server.connect(path)  # opens the room from disk, then keeps it open
     first = time.perf_counter() - start
-    url = holder.client.url
-    syncs: list[float] = []
-    contents: list[float] = []
-    doc_bytes = 0
-    for i in range(repeat):
-        if i % 2:
-            contents.append(await _contents_once(server, path))
-        seconds, doc_bytes = await _sync_once(url)
-        syncs.append(seconds)
-        if not i % 2:
-            contents.append(await _contents_once(server, path))
-    await holder.client.disconnect()
-    sync, get = median(syncs), median(contents)
-    return [
-        f"{megabytes} MB of output [{name}]",
-        f"{file_mb:.1f}",
-        f"{doc_bytes / 1e6:.1f}",
-        f"{first:.3f}",
-        f"{sync:.3f}",
-        f"{get:.3f}",
-        f"{get / sync:.2f}",
-        "yes" if sync <= get else "NO",
-    ]
+    return path, _Series(name, server, holder, file_mb, first)
 
 
 async def run(options: Options) -> Table:
     sizes = [1, 10] if options.quick else [1, 10, 100]
+    rounds = 3 * options.repeat
     table = Table(
         f"RECONNECT: a fresh client's full sync against GET api/contents (median of "
-        f"{options.repeat}, interleaved)",
-        ["notebook", "file MB", "Y doc MB", "first sync s", "sync s", "contents s",
-         "contents/sync", "sync ≤ contents"],
+        f"{rounds}, every server in turn)",
+        ["notebook", "file MB", "Y doc MB", "first sync s", "reload s", "after a change s",
+         "contents s", "contents/sync", "sync ≤ contents"],
     )  # fmt: skip
-    async with ExtensionServer() as server:
+    async with AsyncExitStack() as stack:
+        servers: list[tuple[str, Server]] = [
+            ("ours", await stack.enter_async_context(ExtensionServer()))
+        ]
+        for kind in ALTERNATIVES:
+            try:
+                servers.append((kind, await stack.enter_async_context(AlternativeServer(kind))))
+            except Exception as e:  # an alternative that cannot be installed or run here
+                table.rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * 8)
         for megabytes in sizes:
-            table.rows.append(await _measure(server, "ours", megabytes, options.repeat))
-    for kind in ALTERNATIVES:
-        try:
-            async with AlternativeServer(kind) as alternative:
-                for megabytes in sizes:
-                    row = await _measure(alternative, kind, megabytes, options.repeat)
-                    table.rows.append(row)
-        except Exception as e:  # an alternative that cannot be installed or run here
-            table.rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * 7)
+            series: list[tuple[str, _Series]] = []
+            for name, server in servers:
+                series.append(await _open(server, name, megabytes))
+            for i in range(rounds):
+                # Each round visits every server, in a rotating order, so that what
+                # else the machine does falls on all of them alike.
+                turn = series[i % len(series) :] + series[: i % len(series)]
+                for path, one in turn:
+                    if len(one.idle) >= options.repeat and one.idle[-1] > SLOW_SYNC:
+                        continue  # fewer samples of a server that takes seconds per sync
+                    await one.round(path)
+            for _, one in series:
+                table.rows.append(one.row(megabytes))
+                await one.holder.client.disconnect()
     table.notes += [
-        "sync: connect a y-websocket client (a pycrdt Doc, in this process) until it applied "
-        "the server's sync step 2; the room is open (another client holds it).",
+        "reload: connect a y-websocket client (a pycrdt Doc, in this process) until it "
+        "applied the server's sync step 2; the room is open (another client holds it) and "
+        "nothing changed since the previous client synced, as when a page is reloaded.",
+        "after a change: the same, right after the client holding the room typed into a "
+        "cell, so that the server encodes the whole document again (checked: the new "
+        "client has the change). contents/sync and the target use this figure.",
         "first sync: the test suite's client (pycrdt, re-encoding what it applies), when "
         "the room is not open yet: the server loads the file.",
         "contents: GET api/contents/{path}?content=1, then parse its JSON, in this process.",

@@ -306,3 +306,18 @@ async def test_awareness_reaches_every_client_and_a_goodbye_skips_its_sender(
         await a.send(probe)
         assert goodbye not in await received_until(a, probe)
         assert goodbye in await received_until(b, probe)
+
+
+async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, session: Session):
+    """The whole-document answer to fresh clients is encoded once and shared until the
+    document changes: a client after a change gets the change."""
+    path, [cell] = write_notebook(server.root, "fresh.ipynb", ["1"])
+    first = await session.client(path)
+    second = await session.client(path)  # the same answer as the first
+    source = first.notebook.ycells[0]["source"]
+    source.insert(len(source), " + 1")
+    await second.wait_for(lambda: second.cell(cell)["source"] == "1 + 1")
+    third = await session.client(path)
+    assert third.cell(cell)["source"] == "1 + 1"
+    for client in (first, second, third):
+        await client.disconnect()

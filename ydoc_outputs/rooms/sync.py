@@ -14,15 +14,18 @@ use the echo to keep their connection alive).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from pycrdt import (
     Doc,
+    Encoder,
     Subscription,
     TransactionEvent,
     YMessageType,
+    YSyncMessageType,
     create_sync_message,
     create_update_message,
     handle_sync_message,
@@ -35,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: The update of a transaction that changed nothing.
 EMPTY_UPDATE = b"\x00\x00"
+#: Sync step 1 of a client that has nothing yet (an empty state vector).
+FRESH_SYNC_STEP1 = b"\x00\x00\x01\x00"
+#: Seconds the whole-document answer to a fresh client is kept while nothing changes.
+FULL_SYNC_TTL = 10.0
 
 
 class Client(Protocol):
@@ -62,6 +69,9 @@ class SyncRoom:
         self.clients: set[Client] = set()
         self._on_bad_message = on_bad_message
         self._subscription: Subscription | None = None
+        #: The answer to a fresh client, until the document changes or it expires.
+        self._full_sync: bytes | None = None
+        self._full_sync_expiry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Broadcast every transaction from now on."""
@@ -72,12 +82,14 @@ class SyncRoom:
         if self._subscription is not None:
             self.ydoc.unobserve(self._subscription)
             self._subscription = None
+        self._forget_full_sync()
 
     def _broadcast(self, event: TransactionEvent) -> None:
-        if not self.clients:
-            return
         update: bytes = event.update
         if update == EMPTY_UPDATE:
+            return
+        self._forget_full_sync()
+        if not self.clients:
             return
         message = create_update_message(update)
         for client in tuple(self.clients):
@@ -102,7 +114,9 @@ class SyncRoom:
 
     def _handle(self, client: Client, message: bytes) -> None:
         kind = message[0]
-        if kind == YMessageType.SYNC:
+        if message == FRESH_SYNC_STEP1:
+            client.send_nowait(self._whole_document())
+        elif kind == YMessageType.SYNC:
             # Applying an update broadcasts it, through the observer, to every client.
             reply = handle_sync_message(message[1:], self.ydoc)
             if reply is not None:
@@ -112,3 +126,28 @@ class SyncRoom:
             for other in tuple(self.clients):
                 if not (leaving and other is client):
                     other.send_nowait(message)
+
+    def _whole_document(self) -> bytes:
+        """Sync step 2 with the whole document, encoded once for every fresh client
+        until the document changes: a page reload or a reconnection storm (every
+        browser of a notebook at once, after a network blip) costs one encoding."""
+        if self._full_sync is None:
+            self._full_sync = _sync_step2(self.ydoc.get_update())
+            loop = asyncio.get_running_loop()
+            self._full_sync_expiry = loop.call_later(FULL_SYNC_TTL, self._forget_full_sync)
+        return self._full_sync
+
+    def _forget_full_sync(self) -> None:
+        self._full_sync = None
+        if self._full_sync_expiry is not None:
+            self._full_sync_expiry.cancel()
+            self._full_sync_expiry = None
+
+
+def _sync_step2(update: bytes) -> bytes:
+    """A sync step 2 message, with one copy of ``update`` (pycrdt's makes two)."""
+    header = Encoder()
+    header.write_var_uint(YMessageType.SYNC)
+    header.write_var_uint(YSyncMessageType.SYNC_STEP2)
+    header.write_var_uint(len(update))
+    return b"".join((header.to_bytes(), update))
