@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -139,29 +141,6 @@ async def _baseline(kernel: BareKernel, workload: Workload, samples: Samples) ->
     samples.baseline_complete.append(result.stdout == workload.expected)
 
 
-async def _measure(
-    server: ExtensionServer | AlternativeServer,
-    kernel_id: str,
-    bare: BareKernel,
-    workload: Workload,
-    repeat: int,
-    timeout: float = RUN_TIMEOUT,
-) -> Samples:
-    samples = Samples()
-    async with OurNotebook(server, kernel_id, workload) as ours:
-        for i in range(repeat):
-            # Alternate which side goes first, so drifts hit both alike.
-            if i % 2 == 0:
-                await _baseline(bare, workload, samples)
-                await ours.run(samples, timeout)
-            else:
-                await ours.run(samples, timeout)
-                await _baseline(bare, workload, samples)
-            if samples.ours_s[-1] > SLOW_RUN:
-                break  # one run that slow says enough (an alternative's quadratic path)
-    return samples
-
-
 HEADERS = [
     "workload", "lines", "iopub msgs", "Y msgs", "baseline s", "ours s", "ratio",
     "baseline lines/s", "ours lines/s", "server CPU s", "CPU µs/msg", "all lines",
@@ -169,81 +148,77 @@ HEADERS = [
 ]  # fmt: skip
 
 
-def _row(workload: Workload, samples: Samples) -> list[str]:
-    baseline, ours = median(samples.baseline_s), median(samples.ours_s)
-    messages, cpu = median(samples.messages), median(samples.server_cpu_s)
-    ratio = baseline / ours  # = ours_rate / baseline_rate
-    complete = all(samples.ours_complete) and all(samples.baseline_complete)
+def _row(name: str, workload: Workload, baseline: Samples, samples: Samples) -> list[str]:
+    base, ours = median(baseline.baseline_s), median(samples.ours_s)
+    messages, cpu = median(baseline.messages), median(samples.server_cpu_s)
+    ratio = base / ours  # = ours_rate / baseline_rate
+    complete = all(samples.ours_complete) and all(baseline.baseline_complete)
     runs = len(samples.ours_complete)
     return [
-        workload.name,
+        name,
         f"{workload.lines:,}",
         f"{messages:,.0f}",
         f"{median(samples.updates):,.0f}",
-        f"{baseline:.2f}",
+        f"{base:.2f}",
         f"{ours:.2f}",
         f"{ratio:.3f}",
-        f"{workload.lines / baseline:,.0f}",
+        f"{workload.lines / base:,.0f}",
         f"{workload.lines / ours:,.0f}",
         f"{cpu:.2f}",
         f"{cpu / messages * 1e6:,.0f}",
         "yes"
         if complete
         else f"NO: ours {sum(samples.ours_complete)}/{runs}, "
-        f"baseline {sum(samples.baseline_complete)}/{runs}",
+        f"baseline {sum(baseline.baseline_complete)}/{len(baseline.baseline_complete)}",
         "yes" if ratio >= TARGET and all(samples.ours_complete) else "NO",
     ]
 
 
-async def _alternative_rows(
-    kind: str, bare: BareKernel, options: Options, ours: dict[str, float]
-) -> list[list[str]]:
-    """The same workloads against an alternative server (see alternatives.py)."""
-    rows = []
-    try:
-        async with AlternativeServer(kind) as server:
-            kernel_id = await server.start_kernel()
-            for workload in workloads(options.quick):
-                try:
-                    samples = await _measure(
-                        server, kernel_id, bare, workload, options.repeat, ALTERNATIVE_TIMEOUT
-                    )
-                except TimeoutError:
-                    # nbmodel 0.2.9 can lose messages on long flushed runs and never end.
-                    rows.append(
-                        [f"{workload.name} [{kind}]", f"{workload.lines:,}"]
-                        + ["-"] * (len(HEADERS) - 4)
-                        + [f"NO: not done in {ALTERNATIVE_TIMEOUT:.0f} s", "ours ≥"]
-                    )
-                    break  # its kernel may be stuck: no further workload on it
-                row = _row(workload, samples)
-                row[0] = f"{workload.name} [{kind}]"
-                ratio = median(samples.baseline_s) / median(samples.ours_s)
-                row[-1] = "ours ≥" if ours[workload.name] >= ratio else "NO: ours slower"
-                rows.append(row)
-    except Exception as e:  # an alternative that cannot be installed or run here
-        rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * (len(HEADERS) - 1))
-    return rows
+@dataclass
+class _Side:
+    """One server under test, for one workload."""
+
+    name: str
+    notebook: OurNotebook
+    timeout: float
+    samples: Samples = field(default_factory=Samples)
+    #: Why it gets no more runs (too slow, or a run that never ended).
+    stopped: str | None = None
+
+    async def run(self) -> None:
+        try:
+            await self.notebook.run(self.samples, self.timeout)
+        except TimeoutError:
+            # nbmodel 0.2.9 can lose messages on long flushed runs and never end.
+            self.stopped = f"NO: not done in {self.timeout:.0f} s"
+            return
+        if self.samples.ours_s[-1] > SLOW_RUN:
+            self.stopped = "slow"  # one run that slow says enough (a quadratic path)
 
 
 async def run(options: Options) -> Table:
     """Measure every workload; return the table of medians."""
     table = Table(
         f"INGEST: execute -> last line in one client's document "
-        f"(median of {options.repeat}, interleaved)",
+        f"(median of {options.repeat}, every side in turn)",
         HEADERS,
     )
-    ours: dict[str, float] = {}
-    async with BareKernel() as bare:
+    async with AsyncExitStack() as stack:
+        bare = await stack.enter_async_context(BareKernel())
         await bare.run("pass")  # warm-up
-        async with ExtensionServer() as server:
-            kernel_id = await server.start_kernel()
-            for workload in workloads(options.quick):
-                samples = await _measure(server, kernel_id, bare, workload, options.repeat)
-                ours[workload.name] = median(samples.baseline_s) / median(samples.ours_s)
-                table.rows.append(_row(workload, samples))
+        servers: list[tuple[str, ExtensionServer | AlternativeServer, float]] = [
+            ("ours", await stack.enter_async_context(ExtensionServer()), RUN_TIMEOUT)
+        ]
         for kind in ALTERNATIVES:
-            table.rows += await _alternative_rows(kind, bare, options, ours)
+            try:
+                alternative = await stack.enter_async_context(AlternativeServer(kind))
+            except Exception as e:  # an alternative that cannot be installed or run here
+                table.rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * 12)
+                continue
+            servers.append((kind, alternative, ALTERNATIVE_TIMEOUT))
+        kernels = [await server.start_kernel() for _, server, _ in servers]
+        for workload in workloads(options.quick):
+            table.rows += await _compare(workload, servers, kernels, bare, options.repeat)
     table.notes += [
         "ratio = baseline s / ours s = ours lines/s / baseline lines/s (1.0 = the limit).",
         "baseline: jupyter_client AsyncKernelClient on iopub, no server; iopub msgs from it.",
@@ -254,8 +229,49 @@ async def run(options: Options) -> Table:
         "line; CPU µs/msg divides it by the baseline's iopub message count.",
         "[nbmodel]: jupyter-server-nbmodel + jupyter-collaboration, [documents]: "
         "jupyter-server-documents, from PyPI in venvs of their own (alternatives.py), driven "
-        "as their own frontends drive them; last column: is ours at least as fast. A run of "
-        f"theirs that takes over {SLOW_RUN:.0f} s is not repeated; one that does not end in "
-        f"{ALTERNATIVE_TIMEOUT:.0f} s is reported as such.",
+        "as their own frontends drive them, each round in turn with ours and the baseline "
+        "(one baseline series for all); last column: is our median time at most theirs. A "
+        f"run of theirs that takes over {SLOW_RUN:.0f} s is not repeated; one that does "
+        f"not end in {ALTERNATIVE_TIMEOUT:.0f} s is reported as such.",
     ]
     return table
+
+
+async def _compare(
+    workload: Workload,
+    servers: list[tuple[str, ExtensionServer | AlternativeServer, float]],
+    kernels: list[str],
+    bare: BareKernel,
+    repeat: int,
+) -> list[list[str]]:
+    """Run ``workload`` ``repeat`` times on the bare kernel and on every server, round by
+    round in a rotating order, so that the machine's drifts fall on every side alike."""
+    baseline = Samples()
+    sides: list[_Side] = []
+    async with AsyncExitStack() as stack:
+        for (name, server, timeout), kernel_id in zip(servers, kernels, strict=True):
+            notebook = await stack.enter_async_context(OurNotebook(server, kernel_id, workload))
+            sides.append(_Side(name, notebook, timeout))
+        for i in range(repeat):
+            turns: list[Callable[[], Awaitable[None]]] = [
+                lambda: _baseline(bare, workload, baseline)
+            ]
+            turns += [side.run for side in sides if side.stopped is None]
+            k = i % len(turns)
+            for turn in turns[k:] + turns[:k]:
+                await turn()
+    ours = sides[0]
+    rows = [_row(workload.name, workload, baseline, ours.samples)]
+    for side in sides[1:]:
+        name = f"{workload.name} [{side.name}]"
+        if not side.samples.ours_s:
+            timed_out = side.stopped or "NO: no run"
+            rows.append(
+                [name, f"{workload.lines:,}"] + ["-"] * (len(HEADERS) - 4) + [timed_out, "ours ≥"]
+            )
+            continue
+        row = _row(name, workload, baseline, side.samples)
+        faster = median(ours.samples.ours_s) <= median(side.samples.ours_s)
+        row[-1] = "ours ≥" if faster else "NO: ours slower"
+        rows.append(row)
+    return rows

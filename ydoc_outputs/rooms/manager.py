@@ -183,7 +183,7 @@ class RoomManager:
         else:
             room = DocumentRoom(key, self._save, **options)
         await room.start(model["content"], path, disk_is_ours, sha256_of(model))
-        room.file_hash = file_hash
+        room.saw_file(model)
         self.watcher.start()
         if store is not None and file_hash is not None:
             # The document now agrees with this file: a later open may trust the store.
@@ -205,7 +205,7 @@ class RoomManager:
         await ensure_async(self._contents.save(room.key.kind.model(room.doc), path))
         saved = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         file_hash: str | None = saved.get("hash")
-        room.file_hash = file_hash
+        room.saw_file(saved)
         if self.store is not None and file_hash is not None:
             await self.store.set_saved(room.key.file_id, file_hash)
         return file_hash

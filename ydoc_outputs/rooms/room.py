@@ -16,7 +16,7 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
 from ..store.autosave import Autosaver
-from ..store.documents import RoomKey
+from ..store.documents import RoomKey, stamp_of
 from ..store.persistence import RoomPersistence
 from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
@@ -72,6 +72,8 @@ class DocumentRoom:
         self.restored = False
         #: Hash of the file as last loaded or saved by this room (to see outside changes).
         self.file_hash: str | None = None
+        #: Its modification time and size then: a file that still has them is unchanged.
+        self.file_stamp: tuple[Any, Any] | None = None
         #: Tries every client update on a shadow copy before the room applies it.
         self.guard = key.kind.guard(self.doc)
         self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message)
@@ -110,6 +112,12 @@ class DocumentRoom:
             self.doc.path = path
         self.sync.start()
         self.autosaver.start(disk_sha256)
+
+    def saw_file(self, model: dict[str, Any]) -> None:
+        """The file is as ``model`` (from the contents manager, with its hash) describes
+        it, because this room just loaded or saved it."""
+        self.file_hash = model.get("hash")
+        self.file_stamp = stamp_of(model)
 
     async def serve(self, client: Client) -> None:
         """Serve one websocket client until it disconnects."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
 
-from ..store.documents import sha256_of
+from ..store.documents import sha256_of, stamp_of
 from ..ydoc.writer import SERVER_ORIGIN
 from .room import DocumentRoom
 
@@ -74,8 +74,14 @@ class FileWatcher:
 
         The caller holds the room's autosave lock.
         """
+        # A stat first: hashing reads the whole file, and this runs every `interval`
+        # seconds for every open room, and before every save.
+        model = await ensure_async(self._contents.get(path, content=False))
+        if room.file_stamp is not None and stamp_of(model) == room.file_stamp:
+            return False
         model = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         if model.get("hash") in (None, room.file_hash):
+            room.file_stamp = stamp_of(model)  # touched, not changed
             return False
         kind = room.key.kind
         model = await ensure_async(
@@ -85,7 +91,7 @@ class FileWatcher:
         )
         log.info("%s changed on disk: reloading it into %s", path, room.name)
         kind.load(room.doc, model["content"])
-        room.file_hash = model.get("hash")
+        room.saw_file(model)
         room.autosaver.mark_on_disk(sha256_of(model))
         if self._manager.store is not None and room.file_hash is not None:
             await self._manager.store.set_saved(room.key.file_id, room.file_hash)

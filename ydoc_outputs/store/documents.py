@@ -24,6 +24,7 @@ __all__ = [
     "RoomKey",
     "parse_room_name",
     "sha256_of",
+    "stamp_of",
 ]
 
 
@@ -97,3 +98,10 @@ def sha256_of(model: dict[str, Any]) -> str | None:
     if model.get("hash_algorithm") == "sha256" and isinstance(digest, str):
         return digest
     return None
+
+
+def stamp_of(model: dict[str, Any]) -> tuple[Any, Any] | None:
+    """A contents model's modification time and size: what tells, without reading the
+    file, whether it may have changed (None if the model lacks the time)."""
+    modified = model.get("last_modified")
+    return None if modified is None else (modified, model.get("size"))
