@@ -105,12 +105,18 @@ class DocumentRoom:
         """
         if self.persistence is not None:
             self.restored = await self.persistence.restore()
-            self.persistence.start()
+            if self.restored:
+                self.persistence.start()  # the file may load on top: store that delta
         if not (self.restored and disk_is_ours):
             self.key.kind.load(self.doc, content)
         with self.doc.ydoc.transaction(origin=SERVER_ORIGIN):
             self.doc.path = path
-        self.sync.start()
+        # A new document had no observer while it loaded (each one would have encoded
+        # the load's update): it is encoded once, for the store and the first client.
+        state = None if self.restored else self.doc.ydoc.get_update()
+        if self.persistence is not None and not self.restored:
+            self.persistence.start(state)
+        self.sync.start(state)
         self.autosaver.start(disk_sha256)
 
     def saw_file(self, model: dict[str, Any]) -> None:

@@ -73,10 +73,13 @@ class SyncRoom:
         self._full_sync: bytes | None = None
         self._full_sync_expiry: asyncio.TimerHandle | None = None
 
-    def start(self) -> None:
-        """Broadcast every transaction from now on."""
+    def start(self, state: bytes | None = None) -> None:
+        """Broadcast every transaction from now on. ``state``: the whole document, just
+        encoded as one update, which fresh clients may then get without encoding it."""
         if self._subscription is None:
             self._subscription = self.ydoc.observe(self._broadcast)
+        if state is not None:
+            self._keep_full_sync(_sync_step2(state))
 
     def stop(self) -> None:
         if self._subscription is not None:
@@ -132,10 +135,15 @@ class SyncRoom:
         until the document changes: a page reload or a reconnection storm (every
         browser of a notebook at once, after a network blip) costs one encoding."""
         if self._full_sync is None:
-            self._full_sync = _sync_step2(self.ydoc.get_update())
-            loop = asyncio.get_running_loop()
-            self._full_sync_expiry = loop.call_later(FULL_SYNC_TTL, self._forget_full_sync)
+            self._keep_full_sync(_sync_step2(self.ydoc.get_update()))
+        assert self._full_sync is not None
         return self._full_sync
+
+    def _keep_full_sync(self, message: bytes) -> None:
+        self._forget_full_sync()
+        self._full_sync = message
+        loop = asyncio.get_running_loop()
+        self._full_sync_expiry = loop.call_later(FULL_SYNC_TTL, self._forget_full_sync)
 
     def _forget_full_sync(self) -> None:
         self._full_sync = None

@@ -43,9 +43,13 @@ class RoomPersistence:
                 self._ydoc.apply_update(update)
         return True
 
-    def start(self) -> None:
-        """Append every later update of the document to the store."""
+    def start(self, state: bytes | None = None) -> None:
+        """Append every later update of the document to the store, after ``state``, the
+        whole document encoded as one update, if given (nothing was stored yet)."""
         self._subscription = self._ydoc.observe(self._on_update)
+        if state is not None:
+            self._pending.append(state)
+            self._flushing = asyncio.ensure_future(self._flush())
 
     def _on_update(self, event: Any) -> None:
         self._pending.append(event.update)
