@@ -310,14 +310,19 @@ async def test_awareness_reaches_every_client_and_a_goodbye_skips_its_sender(
 
 async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, session: Session):
     """The whole-document answer to fresh clients is encoded once and shared until the
-    document changes: a client after a change gets the change."""
+    document changes: after each change, small or large, a new client holds exactly
+    what the others hold."""
     path, [cell] = write_notebook(server.root, "fresh.ipynb", ["1"])
     first = await session.client(path)
-    second = await session.client(path)  # the same answer as the first
-    source = first.notebook.ycells[0]["source"]
-    source.insert(len(source), " + 1")
-    await second.wait_for(lambda: second.cell(cell)["source"] == "1 + 1")
-    third = await session.client(path)
-    assert third.cell(cell)["source"] == "1 + 1"
-    for client in (first, second, third):
+    second = await session.client(path)  # the same base as the first
+    expected = "1"
+    for edit in [f" + {i}" for i in range(20)] + ["#" + "x" * 200_000, " + 20", " + 21"]:
+        source = first.notebook.ycells[0]["source"]
+        source.insert(len(source), edit)
+        expected += edit
+        await second.wait_for(lambda want=expected: second.cell(cell)["source"] == want)
+        fresh = await session.client(path)
+        assert fresh.cell(cell)["source"] == expected
+        await fresh.disconnect()
+    for client in (first, second):
         await client.disconnect()
