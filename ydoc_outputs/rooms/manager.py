@@ -17,7 +17,7 @@ from jupyter_core.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
-from ..store.documents import NOTEBOOK, RoomKey, parse_room_name, sha256_of
+from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
 from .watcher import CLOSE_FILE_DELETED, FileWatcher
@@ -182,8 +182,8 @@ class RoomManager:
             )
         else:
             room = DocumentRoom(key, self._save, **options)
-        await room.start(model["content"], path, disk_is_ours, sha256_of(model))
         room.saw_file(model)
+        await room.start(model["content"], path, disk_is_ours)
         self.watcher.start()
         if store is not None and file_hash is not None:
             # The document now agrees with this file: a later open may trust the store.

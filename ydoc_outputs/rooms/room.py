@@ -16,7 +16,7 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
 from ..store.autosave import Autosaver
-from ..store.documents import RoomKey, stamp_of
+from ..store.documents import RoomKey, sha256_of, stamp_of
 from ..store.persistence import RoomPersistence
 from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
@@ -92,16 +92,13 @@ class DocumentRoom:
     def clients(self) -> set[Client]:
         return self.sync.clients
 
-    async def start(
-        self, content: Any, path: str, disk_is_ours: bool, disk_sha256: str | None = None
-    ) -> None:
+    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
         """Load the file at ``path`` (``content``, from the contents manager); start serving.
 
         With an update store, the document is first rebuilt from its stored updates.
         The file is then loaded on top (a granular update: unchanged cells are kept)
         unless ``disk_is_ours``, i.e. it is what this room last saved or loaded: after a
-        crash the store holds newer output than the file. ``disk_sha256``, the file's
-        digest, lets the first autosave see that nothing changed without a copy of it.
+        crash the store holds newer output than the file. :meth:`saw_file` comes first.
         """
         if self.persistence is not None:
             self.restored = await self.persistence.restore()
@@ -117,13 +114,14 @@ class DocumentRoom:
         if self.persistence is not None and not self.restored:
             self.persistence.start(state)
         self.sync.start(state)
-        self.autosaver.start(disk_sha256)
+        self.autosaver.start()
 
     def saw_file(self, model: dict[str, Any]) -> None:
         """The file is as ``model`` (from the contents manager, with its hash) describes
         it, because this room just loaded or saved it."""
         self.file_hash = model.get("hash")
         self.file_stamp = stamp_of(model)
+        self.autosaver.mark_on_disk(sha256_of(model))
 
     async def serve(self, client: Client) -> None:
         """Serve one websocket client until it disconnects."""
@@ -198,10 +196,8 @@ class NotebookRoom(DocumentRoom):
         if self.spill is not None:
             self.spill.close()
 
-    async def start(
-        self, content: Any, path: str, disk_is_ours: bool, disk_sha256: str | None = None
-    ) -> None:
-        await super().start(content, path, disk_is_ours, disk_sha256)
+    async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
+        await super().start(content, path, disk_is_ours)
         if self.restored:
             self._end_interrupted_runs()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
 
-from ..store.documents import sha256_of, stamp_of
+from ..store.documents import stamp_of
 from ..ydoc.writer import SERVER_ORIGIN
 from .room import DocumentRoom
 
@@ -92,7 +92,6 @@ class FileWatcher:
         log.info("%s changed on disk: reloading it into %s", path, room.name)
         kind.load(room.doc, model["content"])
         room.saw_file(model)
-        room.autosaver.mark_on_disk(sha256_of(model))
         if self._manager.store is not None and room.file_hash is not None:
             await self._manager.store.set_saved(room.key.file_id, room.file_hash)
         return True

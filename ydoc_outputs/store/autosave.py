@@ -53,13 +53,8 @@ class Autosaver:
         self.enabled = True
         self._subscription: Any = None
 
-    def start(self, disk_sha256: str | None = None) -> None:
-        """Watch the document; the file's SHA-256 (hex) as on disk now, if known.
-
-        Opening a file then never rewrites it, and costs no serialization: the first save
-        compares the digest of what it would write with this one.
-        """
-        self.mark_on_disk(disk_sha256)
+    def start(self) -> None:
+        """Watch the document."""
         self._subscription = self._doc.ydoc.observe(self._on_change)
 
     def _on_change(self, _event: Any) -> None:
@@ -100,7 +95,9 @@ class Autosaver:
             return changed
 
     def mark_on_disk(self, sha256: str | None) -> None:
-        """The file on disk now has this SHA-256 hex digest (it was just loaded)."""
+        """The file on disk now has this SHA-256 hex digest, if known (it was just loaded
+        or saved). Opening a file then never rewrites it, and costs no serialization: the
+        next save compares the digest of what it would write with this one."""
         self._last_saved = None
         self._disk_sha256 = sha256
 
