@@ -15,7 +15,6 @@ use the echo to keep their connection alive).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -34,7 +33,6 @@ from pycrdt import (
 
 __all__ = ["Client", "SyncRoom"]
 
-log = logging.getLogger(__name__)
 
 #: The update of a transaction that changed nothing.
 EMPTY_UPDATE = b"\x00\x00"
