@@ -27,6 +27,7 @@ from ..outputs.routing import ParentRouter, Route
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
 from .faults import CellWatch, Fault, KernelSnapshot, Verdict
+from .iopub import IopubReader
 from .monitor import POLL_INTERVAL, KernelMonitor
 from .queue import ExecutionQueue, ExecutionRequest
 
@@ -130,6 +131,7 @@ class KernelRunner:
         )
         self._kernel: Any = self._monitor.kernel
         self._client: Any = None
+        self._reader: IopubReader = None  # type: ignore[assignment]  # set by start
         #: The pump replaces the client before its next read (see _renew_client).
         self._renew = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,6 +157,7 @@ class KernelRunner:
 
     async def start(self) -> None:
         self._client = await self._new_client()
+        self._reader = IopubReader(self._client)
         self._tasks = [
             asyncio.create_task(self._pump()),
             asyncio.create_task(self._work()),
@@ -257,13 +260,13 @@ class KernelRunner:
     # -- iopub -------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        getter: asyncio.Future[KernelMessage] | None = None
+        getter: asyncio.Future[list[KernelMessage]] | None = None
         waker: asyncio.Future[Any] | None = None
         failures = 0
         try:
             while True:
                 if getter is None:
-                    getter = asyncio.ensure_future(self._client.get_iopub_msg())
+                    getter = asyncio.ensure_future(self._reader.first())
                 if waker is None:
                     waker = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
@@ -281,7 +284,7 @@ class KernelRunner:
                     failed = self._failed_read(getter)
                     failures = failures + 1 if failed else 0
                     if not failed and not getter.cancelled():
-                        batch.append(getter.result())
+                        batch += getter.result()
                     getter = None
                     # No read is pending: take whatever else has arrived, without waiting.
                     batch += await self._read_ready(MAX_BATCH - len(batch))
@@ -309,7 +312,7 @@ class KernelRunner:
                 if future is not None:
                     future.cancel()
 
-    def _failed_read(self, getter: asyncio.Future[KernelMessage]) -> bool:
+    def _failed_read(self, getter: asyncio.Future[list[KernelMessage]]) -> bool:
         """Whether a completed read failed (logged); an empty or cancelled one did not."""
         if getter.cancelled():
             return False
@@ -327,16 +330,11 @@ class KernelRunner:
 
     async def _read_ready(self, limit: int) -> list[KernelMessage]:
         """Read up to ``limit`` messages that have arrived, without waiting for more."""
-        batch: list[KernelMessage] = []
-        while len(batch) < limit:
-            try:
-                batch.append(await self._client.get_iopub_msg(timeout=0))
-            except queue.Empty:
-                break
-            except Exception as e:
-                log.warning("cannot read output of kernel %s: %r", self.kernel_id, e)
-                break
-        return batch
+        try:
+            return await self._reader.more(limit)
+        except Exception as e:
+            log.warning("cannot read output of kernel %s: %r", self.kernel_id, e)
+            return []
 
     async def _drain(self) -> None:
         """Return once the pump has written every message that had arrived by now."""
@@ -439,6 +437,7 @@ class KernelRunner:
         self._client.stop_channels()
         try:
             self._client = await self._new_client()
+            self._reader = IopubReader(self._client)
         except Exception:
             # Reads from the stopped client fail and back off; then this is tried again.
             log.exception("cannot reconnect to kernel %s", self.kernel_id)

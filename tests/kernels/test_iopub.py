@@ -1,0 +1,158 @@
+"""Decoding iopub messages without jupyter_client's reader, and reading them in batches
+from a real ZMQ socket (no kernel: a socket this test writes to)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from ydoc_outputs.kernels.iopub import IopubReader, MessageError, decode
+
+KEY = b"0123456789abcdef"
+
+
+def frames(session: Session, msg_type: str = "stream", **content: Any) -> list[bytes]:
+    """A message as a kernel sends it: identities, delimiter, signature, four JSON parts."""
+    parent = session.msg("execute_request", {"code": "print(1)"})
+    msg = session.msg(msg_type, content or {"name": "stdout", "text": "1\n"}, parent=parent)
+    return [b"kernel.1234.stream", *session.serialize(msg)]
+
+
+def test_a_signed_message_decodes_like_jupyter_client_except_dates() -> None:
+    session = Session(key=KEY)
+    raw = frames(session)
+    ours = decode(session, raw)
+    _, parts = session.feed_identities(raw)
+    theirs = session.deserialize(parts)
+    assert ours["content"] == theirs["content"] == {"name": "stdout", "text": "1\n"}
+    assert ours["msg_type"] == theirs["msg_type"] == "stream"
+    assert ours["msg_id"] == theirs["msg_id"]
+    assert ours["parent_header"]["msg_id"] == theirs["parent_header"]["msg_id"]
+    # Dates stay strings: nothing downstream reads them, and parsing them was costly.
+    assert isinstance(ours["header"]["date"], str)
+    assert ours["header"]["date"] == theirs["header"]["date"].isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda f: [*f[:2], b"0" * 64, *f[3:]], id="wrong signature"),
+        pytest.param(lambda f: [*f[:2], b"", *f[3:]], id="unsigned"),
+        pytest.param(
+            lambda f: [*f[:6], b'{"name": "stdout", "text": "2\\n"}', *f[7:]], id="changed content"
+        ),
+        pytest.param(lambda f: [x for x in f if x != b"<IDS|MSG>"], id="no delimiter"),
+        pytest.param(lambda f: f[:5], id="too few frames"),
+    ],
+)
+def test_a_message_that_is_not_what_the_kernel_signed_is_refused(tamper: Any) -> None:
+    session = Session(key=KEY)
+    with pytest.raises(MessageError):
+        decode(session, tamper(frames(session)))
+
+
+def test_without_a_key_messages_are_unsigned_and_accepted() -> None:
+    session = Session(key=b"")
+    assert decode(session, frames(session))["content"]["text"] == "1\n"
+
+
+def test_parts_that_are_not_json_are_refused() -> None:
+    session = Session(key=KEY)
+    raw = frames(session)
+    raw[-1] = b"{not json"
+    raw[2] = session.sign(raw[3:7])
+    with pytest.raises(MessageError, match="cannot unpack"):
+        decode(session, raw)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]]:
+    context = zmq.asyncio.Context()
+    sender = context.socket(zmq.PUSH)
+    port = sender.bind_to_random_port("tcp://127.0.0.1")
+    receiver = context.socket(zmq.PULL)
+    receiver.connect(f"tcp://127.0.0.1:{port}")
+    yield sender, receiver
+    sender.close(linger=0)
+    receiver.close(linger=0)
+    context.term()
+
+
+async def test_the_reader_waits_then_takes_everything_that_arrived(
+    pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket],
+) -> None:
+    sender, receiver = pair
+    session = Session(key=KEY)
+    reader = IopubReader(SimpleNamespace(iopub_channel=SimpleNamespace(socket=receiver),
+                                         session=session))  # fmt: skip
+    assert reader.fast
+    waiting = asyncio.ensure_future(reader.first())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing sent yet
+    for i in range(5):
+        await sender.send_multipart(frames(session, text=f"{i}\n", name="stdout"))
+    first = await asyncio.wait_for(waiting, 10)
+    assert [m["content"]["text"] for m in first] == ["0\n"]
+    rest: list[Any] = []
+    while len(rest) < 4:
+        rest += reader.ready(2)  # at most 2 at a time
+        await asyncio.sleep(0.01)
+    assert [m["content"]["text"] for m in rest] == ["1\n", "2\n", "3\n", "4\n"]
+    assert reader.ready(10) == []
+
+
+async def test_the_reader_skips_a_bad_message_and_keeps_the_next(
+    pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    sender, receiver = pair
+    session = Session(key=KEY)
+    reader = IopubReader(SimpleNamespace(iopub_channel=SimpleNamespace(socket=receiver),
+                                         session=session))  # fmt: skip
+    forged = Session(key=b"another key")
+    await sender.send_multipart(frames(forged, text="forged\n", name="stdout"))
+    await sender.send_multipart([b"not a message"])
+    await sender.send_multipart(frames(session, text="good\n", name="stdout"))
+    messages = await asyncio.wait_for(reader.first(), 10)
+    assert [m["content"]["text"] for m in messages] == ["good\n"]
+    assert "invalid signature" in caplog.text and "no delimiter" in caplog.text
+
+
+async def test_a_closed_socket_fails_the_read_instead_of_crashing(
+    pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket],
+) -> None:
+    _, receiver = pair
+    reader = IopubReader(SimpleNamespace(iopub_channel=SimpleNamespace(socket=receiver),
+                                         session=Session(key=KEY)))  # fmt: skip
+    receiver.close(linger=0)
+    with pytest.raises(zmq.ZMQError):
+        reader.ready(10)
+
+
+async def test_a_client_without_a_zmq_socket_is_read_through_get_iopub_msg() -> None:
+    """A gateway's client (websocket channels) keeps jupyter_client's own reader."""
+    queued = [{"content": {"text": "a"}}, {"content": {"text": "b"}}]
+
+    class GatewayLikeClient:
+        iopub_channel = SimpleNamespace(socket=None)
+
+        async def get_iopub_msg(self, timeout: float | None = None) -> Any:
+            import queue
+
+            if queued:
+                return queued.pop(0)
+            if timeout == 0:
+                raise queue.Empty
+            await asyncio.sleep(3600)
+
+    reader = IopubReader(GatewayLikeClient())
+    assert not reader.fast
+    assert await reader.first() == [{"content": {"text": "a"}}]
+    assert await reader.more(10) == [{"content": {"text": "b"}}]
+    assert await reader.more(10) == []
