@@ -115,6 +115,8 @@ class DocumentRoom:
             self.persistence.start(state)
         self.sync.start(state)
         self.autosaver.start()
+        if self.restored:
+            self.autosaver.check_soon()  # the store may hold output the file has not
 
     def saw_file(self, model: dict[str, Any]) -> None:
         """The file is as ``model`` (from the contents manager, with its hash) describes
@@ -189,7 +191,9 @@ class NotebookRoom(DocumentRoom):
             url = output_url(self.name, cell_id) if output_url is not None else None
             return truncation_marker(limits.cell_output_chars, url)
 
-        self.writer = OutputWriter(self.ynotebook, self.spill, marker)
+        self.writer = OutputWriter(
+            self.ynotebook, self.spill, marker, on_change=self.autosaver.mark_changed
+        )
 
     async def stop(self) -> None:
         await super().stop()

@@ -52,15 +52,33 @@ class Autosaver:
         self.lock = asyncio.Lock()
         self.enabled = True
         self._subscription: Any = None
+        #: A change not yet looked at by a save; and one known to change the file.
+        self._pending = False
+        self._content_changed = False
+        #: Set while this writes the document's state (dirty, hash): not a change.
+        self._writing_state = False
 
     def start(self) -> None:
         """Watch the document."""
         self._subscription = self._doc.ydoc.observe(self._on_change)
 
     def _on_change(self, _event: Any) -> None:
+        if self._writing_state:
+            return
+        self._pending = True
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._delay, self._fire)
+
+    def mark_changed(self) -> None:
+        """The last change is one the file must get (kernel output): the next save
+        writes without first serializing the document to compare it with the file."""
+        self._content_changed = True
+
+    def check_soon(self) -> None:
+        """Save after the delay if the document differs from the file, although it has
+        not changed since it was loaded (it was restored from the update store)."""
+        self._on_change(None)
 
     def _fire(self) -> None:
         self._timer = None
@@ -73,25 +91,41 @@ class Autosaver:
             log.exception("autosave failed")
 
     async def save_now(self) -> bool:
-        """Save if the document differs from what was last saved. Return True if written.
+        """Save if the document changed and differs from the file. Return True if written.
 
         Raises:
             Exception: whatever the contents manager raised; the next change retries.
         """
         async with self.lock:
-            text = self._snapshot()
-            changed = self.enabled and not self._is_on_disk(text)
-            file_hash = None
-            if changed:
-                file_hash = await self._save()
-                self._last_saved = text
-            with self._doc.ydoc.transaction(origin=SERVER_ORIGIN):
-                if self._doc.dirty:
-                    self._doc.dirty = False
-                # The frontend reloads the file's metadata when the hash changes, so
-                # that its own "file changed on disk" check knows about our saves.
-                if file_hash is not None and self._doc.hash != file_hash:
-                    self._doc.hash = file_hash
+            if not self._pending:
+                return False  # unchanged since loaded or last looked at
+            certain = self._content_changed
+            self._pending = self._content_changed = False
+            try:
+                # Serializing a 10 MB notebook takes about 100 ms of the event loop:
+                # only done when the change may leave the file as it is (a state
+                # change, an edit undone), not for every autosave of streaming output.
+                text = None if certain else self._snapshot()
+                changed = self.enabled and (text is None or not self._is_on_disk(text))
+                file_hash = None
+                if changed:
+                    file_hash = await self._save()
+                    self._last_saved = text
+            except BaseException:
+                self._pending = True
+                self._content_changed = self._content_changed or certain
+                raise
+            self._writing_state = True
+            try:
+                with self._doc.ydoc.transaction(origin=SERVER_ORIGIN):
+                    if self._doc.dirty:
+                        self._doc.dirty = False
+                    # The frontend reloads the file's metadata when the hash changes, so
+                    # that its own "file changed on disk" check knows about our saves.
+                    if file_hash is not None and self._doc.hash != file_hash:
+                        self._doc.hash = file_hash
+            finally:
+                self._writing_state = False
             return changed
 
     def mark_on_disk(self, sha256: str | None) -> None:
@@ -111,7 +145,8 @@ class Autosaver:
         return False
 
     async def stop(self) -> None:
-        """Stop watching and save what is left to save (errors are logged)."""
+        """Stop watching and save what is left to save (errors are logged); a document
+        that did not change since it was loaded or saved costs nothing."""
         if self._subscription is not None:
             self._doc.ydoc.unobserve(self._subscription)
             self._subscription = None

@@ -154,8 +154,12 @@ class OutputWriter:
         ynotebook: YNotebook,
         spill: SpillSink | None = None,
         marker: MarkerFactory = default_marker,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """Write into ``ynotebook``; ``on_change`` is called after a transaction that
+        changed what the notebook saves (anything but a cell's execution state)."""
         self._ynotebook = ynotebook
+        self._on_change = on_change
         self._spill = spill
         self._marker = marker
         #: Where each truncated cell's marker was last found.
@@ -170,6 +174,7 @@ class OutputWriter:
         if not ops:
             return 0
         applied = 0
+        saved_change = False
         with self._ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
             cells = self._index_cells({op.cell_id for op in ops})
             for op in ops:
@@ -178,6 +183,9 @@ class OutputWriter:
                     continue
                 self._apply_one(ycell, op)
                 applied += 1
+                saved_change = saved_change or not isinstance(op, SetExecutionState)
+        if saved_change and self._on_change is not None:
+            self._on_change()
         if applied < len(ops):
             missing = sorted({op.cell_id for op in ops} - set(cells))
             log.info("dropped output for cells that no longer exist: %s", ", ".join(missing))

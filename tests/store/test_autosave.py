@@ -1,0 +1,144 @@
+"""When autosave serializes and writes a document (a real YNotebook and its Y
+transactions; ``save`` and ``snapshot`` are this test's own functions)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+from jupyter_ydoc import YNotebook
+from pycrdt import Map, Text
+
+from ydoc_outputs.store.autosave import Autosaver
+from ydoc_outputs.ydoc.writer import SERVER_ORIGIN
+
+
+class Disk:
+    """A file, the saves written to it and the snapshots taken to compare with it."""
+
+    def __init__(self, doc: YNotebook) -> None:
+        self.doc = doc
+        self.text = self.render()
+        self.writes = 0
+        self.snapshots = 0
+        self.fail = False
+
+    def render(self) -> str:
+        return "|".join(str(cell["source"]) for cell in self.doc.get()["cells"])
+
+    def snapshot(self) -> str:
+        self.snapshots += 1
+        return self.render()
+
+    async def save(self) -> str:
+        if self.fail:
+            raise OSError("disk full")
+        self.writes += 1
+        self.text = self.render()
+        return f"hash-{self.writes}"
+
+
+def opened(source: str = "1") -> tuple[YNotebook, Disk, Autosaver]:
+    """A room's document just loaded from its file, as DocumentRoom.start leaves it."""
+    doc = YNotebook()
+    doc.set({"cells": [{"cell_type": "code", "id": "c", "source": source, "metadata": {},
+                        "outputs": [], "execution_count": None}],
+             "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # fmt: skip
+    disk = Disk(doc)
+    saver = Autosaver(doc, disk.snapshot, disk.save, delay=3600)
+    saver.mark_on_disk(hashlib.sha256(disk.text.encode()).hexdigest())
+    saver.start()
+    return doc, disk, saver
+
+
+def edit(doc: YNotebook, text: str) -> None:
+    cell = doc.ycells[0]
+    assert isinstance(cell, Map)
+    source = cell["source"]
+    assert isinstance(source, Text)
+    source += text
+
+
+async def test_an_unchanged_document_is_neither_serialized_nor_written() -> None:
+    _, disk, saver = opened()
+    assert await saver.save_now() is False
+    await saver.stop()
+    assert (disk.snapshots, disk.writes) == (0, 0)
+
+
+async def test_a_change_of_state_alone_is_compared_and_not_written() -> None:
+    doc, disk, saver = opened()
+    with doc.ydoc.transaction():
+        doc.dirty = True
+    assert await saver.save_now() is False
+    assert (disk.snapshots, disk.writes) == (1, 0)
+    assert doc.dirty is False
+
+
+async def test_kernel_output_is_written_without_comparing() -> None:
+    doc, disk, saver = opened()
+    with doc.ydoc.transaction(origin=SERVER_ORIGIN):
+        edit(doc, " + 1")
+    saver.mark_changed()  # what OutputWriter reports
+    assert await saver.save_now() is True
+    assert (disk.snapshots, disk.writes) == (0, 1)
+    assert disk.text == "1 + 1"
+    assert doc.hash == "hash-1"
+
+
+async def test_its_own_write_of_the_hash_does_not_call_for_another_save() -> None:
+    doc, disk, saver = opened()
+    edit(doc, " + 1")
+    assert await saver.save_now() is True
+    assert saver._timer is not None  # armed by the edit, before this save
+    saver._timer.cancel()
+    saver._timer = None
+    assert await saver.save_now() is False
+    assert saver._timer is None
+    await saver.stop()
+    assert (disk.snapshots, disk.writes) == (1, 1)
+
+
+async def test_an_edit_made_during_a_save_is_saved_next() -> None:
+    doc, disk, saver = opened()
+    edit(doc, " + 1")
+    saver.mark_changed()
+    writing = asyncio.Event()
+    proceed = asyncio.Event()
+    save = disk.save
+
+    async def slow_save() -> str:
+        writing.set()
+        await proceed.wait()
+        return await save()
+
+    saver._save = slow_save
+    task = asyncio.ensure_future(saver.save_now())
+    await writing.wait()
+    edit(doc, " + 2")  # arrives while the file is being written
+    proceed.set()
+    assert await task is True
+    saver._save = save
+    assert await saver.save_now() is True
+    assert disk.text == "1 + 1 + 2"
+
+
+async def test_a_failed_save_is_tried_again() -> None:
+    doc, disk, saver = opened()
+    edit(doc, " + 1")
+    saver.mark_changed()
+    disk.fail = True
+    with pytest.raises(OSError):
+        await saver.save_now()
+    disk.fail = False
+    await saver.stop()  # no change since: the room's last save still writes it
+    assert (disk.writes, disk.text) == (1, "1 + 1")
+
+
+async def test_a_restored_document_is_compared_with_the_file() -> None:
+    _, disk, saver = opened()
+    saver.check_soon()
+    assert await saver.save_now() is False  # the store held nothing newer
+    assert (disk.snapshots, disk.writes) == (1, 0)
+    await saver.stop()
