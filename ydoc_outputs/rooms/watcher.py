@@ -36,6 +36,9 @@ class FileWatcher:
         self._contents = contents
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        #: Rooms whose file was missing at the last check (a rename in progress looks
+        #: like that for a moment: the file has moved, its id does not know it yet).
+        self._missing: set[DocumentRoom] = set()
 
     def start(self) -> None:
         if self._task is None and self._interval > 0:
@@ -59,8 +62,15 @@ class FileWatcher:
         """Bring ``room`` up to date with its file."""
         path = self._manager.path_of(room.key.file_id)
         if path is None or not await ensure_async(self._contents.file_exists(path)):
-            await self._manager.close_deleted(room)
+            # Deleted only if still missing at the next check: jupyter-server-fileid
+            # learns of a rename from an event handled after the file has moved.
+            if room in self._missing:
+                self._missing.discard(room)
+                await self._manager.close_deleted(room)
+            else:
+                self._missing.add(room)
             return
+        self._missing.discard(room)
         if room.doc.path != path:
             with room.doc.ydoc.transaction(origin=SERVER_ORIGIN):
                 room.doc.path = path
