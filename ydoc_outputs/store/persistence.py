@@ -3,6 +3,12 @@
 Updates are queued as transactions commit and appended in order by one task, a batch
 per SQLite transaction; the loss window of a killed server is the few milliseconds
 between a transaction and its append.
+
+A room that stays open for days would grow its history without bound (every batch of
+output is one more update, although the document keeps only the last
+``cell_output_chars`` of a cell): once the updates appended since the last whole
+document exceed ``COMPACT_FACTOR`` times its size (plus ``COMPACT_MIN_BYTES``), the
+stored history is replaced by the document encoded as one update.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ __all__ = ["RoomPersistence"]
 
 log = logging.getLogger(__name__)
 
+#: Stored history may grow to this many times the document's encoded size...
+COMPACT_FACTOR = 2
+#: ...plus this many bytes, before it is replaced by the document (one update).
+COMPACT_MIN_BYTES = 4 * 1024 * 1024
+
 
 class RoomPersistence:
     """Stores every update of one document under its file id."""
@@ -31,12 +42,20 @@ class RoomPersistence:
         self._pending: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
         self._subscription: Any = None
+        #: Bytes of the last whole document stored, and of the updates appended since.
+        self._base_bytes = 0
+        self._appended_bytes = 0
+        self._compacting: asyncio.Future[int] | None = None
+        self._compact_scheduled = False
+        #: How many times the history was compacted while open.
+        self.compactions = 0
 
     async def restore(self) -> bool:
         """Apply the stored updates to the document; False if nothing was stored."""
         updates = await self._store.load(self._doc_id)
         if not updates:
             return False
+        self._base_bytes = sum(len(update) for update in updates)
         # The server's origin keeps the restore out of users' undo stacks.
         with self._ydoc.transaction(origin=SERVER_ORIGIN):
             for update in updates:
@@ -48,13 +67,44 @@ class RoomPersistence:
         whole document encoded as one update, if given (nothing was stored yet)."""
         self._subscription = self._ydoc.observe(self._on_update)
         if state is not None:
+            self._base_bytes = len(state)
             self._pending.append(state)
             self._flushing = asyncio.ensure_future(self._flush())
 
     def _on_update(self, event: Any) -> None:
-        self._pending.append(event.update)
+        update: bytes = event.update
+        self._pending.append(update)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
+        self._appended_bytes += len(update)
+        limit = COMPACT_FACTOR * self._base_bytes + COMPACT_MIN_BYTES
+        if self._appended_bytes > limit and not self._compact_scheduled:
+            # Not inside the transaction's observer: the document cannot be encoded there.
+            self._compact_scheduled = True
+            asyncio.get_running_loop().call_soon(self._compact)
+
+    def _compact(self) -> None:
+        self._compact_scheduled = False
+        if self._subscription is None or (
+            self._compacting is not None and not self._compacting.done()
+        ):
+            return  # stopped, or the last one is still being written: the next update
+        state = self._ydoc.get_update()
+        # Queued right after encoding: every update the store holds or was asked to
+        # append so far is in ``state``; updates still pending are appended after it.
+        self._compacting = self._store.compact(self._doc_id, state)
+        self._compacting.add_done_callback(self._compacted)
+        self._base_bytes = len(state)
+        self._appended_bytes = 0
+
+    def _compacted(self, future: asyncio.Future[int]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("could not compact the stored updates of %s: %r", self._doc_id, error)
+        else:
+            self.compactions += 1
 
     async def _flush(self) -> None:
         while self._pending:
@@ -72,5 +122,7 @@ class RoomPersistence:
         if self._flushing is not None:
             await self._flushing
         await self._flush()
+        if self._compacting is not None:
+            await asyncio.wait({self._compacting})
         if squash_older_than is not None:
             await self._store.squash(self._doc_id, squash_older_than)

@@ -136,6 +136,38 @@ class UpdateStore:
             )
             return len(rows) - 1
 
+    def compact(self, doc: str, state: bytes) -> asyncio.Future[int]:
+        """Replace every update of ``doc`` stored so far with ``state``, the whole
+        document encoded as one update.
+
+        Queued at once (no await before): updates appended after this call come after it
+        and are kept. An update in ``state`` that is also appended later is applied twice
+        on restore, which Y ignores.
+
+        Returns:
+            A future of how many stored updates were replaced.
+        """
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, self._compact, doc, state)
+
+    def _compact(self, doc: str, state: bytes) -> int:
+        with self.db:
+            last_seq, count = self.db.execute(
+                "SELECT max(seq), count(*) FROM updates WHERE doc = ?", (doc,)
+            ).fetchone()
+            if last_seq is None:
+                self.db.execute(
+                    "INSERT INTO updates (doc, data, time) VALUES (?, ?, ?)",
+                    (doc, state, time.time()),
+                )
+                return 0
+            self.db.execute("DELETE FROM updates WHERE doc = ? AND seq <= ?", (doc, last_seq))
+            self.db.execute(
+                "INSERT INTO updates (seq, doc, data, time) VALUES (?, ?, ?, ?)",
+                (last_seq, doc, state, time.time()),
+            )
+            return int(count)
+
     async def forget(self, doc: str) -> None:
         """Delete everything stored about ``doc`` (the file was deleted)."""
         await self._run(self._forget, doc)
