@@ -8,8 +8,10 @@ channel is a ZMQ socket of this process (every local kernel), this reader waits 
 with one poll, then takes whatever has arrived with non-blocking receives on a
 synchronous shadow of the same socket, and decodes each message itself: signature
 checked as ``Session`` checks it, JSON parts unpacked with the session's unpacker, dates
-left as the strings they are (nothing downstream reads them). Any other client (a
-gateway's, whose channels are websockets) is read through ``get_iopub_msg``.
+left as the strings they are (nothing downstream reads them). ``Session``'s replay
+check (a set of recent signatures) is left out: only the kernel publishes on the socket
+this subscribes to. Any other client (a gateway's, whose channels are websockets) is
+read through ``get_iopub_msg``.
 """
 
 from __future__ import annotations
