@@ -1,25 +1,21 @@
-"""The server's own client of one kernel: runs queued cells and pumps iopub into rooms.
+"""Runs queued cells on one kernel and writes their iopub output into rooms.
 
-iopub messages are read in batches (whatever has arrived), routed by their parent
-msg_id to (document, cell), reduced, and written with one Y transaction per room.
+iopub batches (from the pump, pump.py) are routed by their parent msg_id to
+(document, cell), reduced, and written with one Y transaction per room.
 
-One task, the pump, is the only reader of iopub, and it alone ends running cells: a
-fault noticed elsewhere (the monitor's poll, the restarter) wakes it, it first writes
-every message that has already arrived, then ends the cell. So what a kernel printed
-before it died is kept, and comes before the error output that says it died.
+Only the pump's batches end running cells: a fault noticed elsewhere (the monitor's
+poll, the restarter) wakes the pump, which first hands over every message that has
+already arrived, then the cell is ended. So what a kernel printed before it died is
+kept, and comes before the error output that says it died.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from jupyter_client.session import new_id
 
 from ..heap import HeapTrimmer
 from ..outputs.ops import KernelMessage
@@ -27,21 +23,17 @@ from ..outputs.routing import ParentRouter, Route
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
 from .faults import CellWatch, Fault, KernelSnapshot, Verdict
-from .iopub import IopubReader
 from .monitor import POLL_INTERVAL, KernelMonitor
+from .pump import IopubPump, KernelConnection
 from .queue import ExecutionQueue, ExecutionRequest
 
 __all__ = ["KernelRunner"]
 
 log = logging.getLogger(__name__)
 
-#: Upper bound of iopub messages reduced into one Y transaction.
-MAX_BATCH = 1000
 #: Seconds to wait for the answer to a ``kernel_info_request`` on iopub before asking
 #: again: a subscription that is not connected yet silently drops what it misses.
 HANDSHAKE_TIMEOUT = 1.0
-#: Longest pause after repeated failures to read from the kernel.
-MAX_BACKOFF = 1.0
 #: Seconds a stopping kernel has to end its running cell (its KeyboardInterrupt usually
 #: comes within milliseconds) before the cell is ended without its last output.
 STOP_GRACE = 0.5
@@ -114,7 +106,6 @@ class KernelRunner:
             trimmer: Told how much stream text goes through, to give memory back after
                 large output (see heap.py).
         """
-        self._batch_interval = batch_interval
         self._trimmer = trimmer
         self.kernel_id = kernel_id
         self._rooms = rooms
@@ -130,12 +121,9 @@ class KernelRunner:
             interval=poll_interval,
         )
         self._kernel: Any = self._monitor.kernel
-        self._client: Any = None
-        self._reader: IopubReader = None  # type: ignore[assignment]  # set by start
-        #: The pump replaces the client before its next read (see _renew_client).
-        self._renew = False
+        self._connection = KernelConnection(self._kernel, kernel_id)
+        self._pump = IopubPump(self._connection, self._handle, batch_interval)
         self._tasks: list[asyncio.Task[None]] = []
-        self._shell_task: asyncio.Task[None] | None = None
         #: The cell that runs now, and the one taken from the queue that waits to run.
         self._running: _Run | None = None
         self._pending: ExecutionRequest | None = None
@@ -149,21 +137,22 @@ class KernelRunner:
         self._dead = False
         self._dead_process: object | None = None
         self._welcomed = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._barriers: list[asyncio.Future[None]] = []
         #: :meth:`stop` was called; ``finished`` is set once it is done.
         self.stopped = False
         self.finished = asyncio.Event()
 
+    @property
+    def _client(self) -> Any:
+        """The current kernel client (replaced after a fault)."""
+        return self._connection.client
+
     async def start(self) -> None:
-        self._client = await self._new_client()
-        self._reader = IopubReader(self._client)
+        await self._connection.open()
         self._tasks = [
-            asyncio.create_task(self._pump()),
+            asyncio.create_task(self._pump.run()),
             asyncio.create_task(self._work()),
             asyncio.create_task(self._watch()),
         ]
-        self._shell_task = asyncio.create_task(self._drain_shell(self._client))
 
     async def stop(self, fault: Fault = Fault.SERVER_STOPPED) -> None:
         """Stop; cells that run or wait end with an error output naming ``fault``."""
@@ -181,14 +170,13 @@ class KernelRunner:
             self._end(self._pending, *fault.cancelled())
             self._pending = None
         self._cancel_queued(fault)
-        if self._client is not None:
-            self._client.stop_channels()
+        self._connection.close()
         self.finished.set()
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         """The runner's tasks (all done once it is finished)."""
-        return [*self._tasks, *([self._shell_task] if self._shell_task else [])]
+        return [*self._tasks, *self._connection.tasks]
 
     def submit(self, request: ExecutionRequest, room: NotebookRoom) -> None:
         """Queue a cell; its outputs are cleared and it shows as running at once."""
@@ -197,30 +185,13 @@ class KernelRunner:
         room.writer.apply(room.reducer.flush())
         self.queue.put(request)
 
-    async def _new_client(self) -> Any:
-        client = self._kernel.client()
-        session = getattr(client, "session", None)
-        if session is not None:
-            # The client's session is a clone of the kernel manager's, whose counter
-            # starts again at 0: without an id of its own, our msg_ids would repeat
-            # those of the manager's shutdown and kernel_info requests (and of our
-            # previous client), and their replies would be taken for a cell's.
-            session.session = new_id()
-        # Only shell and iopub: no stdin (input() is refused) and no heartbeat thread.
-        started = client.start_channels(
-            shell=True, iopub=True, stdin=False, hb=False, control=False
-        )
-        if inspect.isawaitable(started):  # the gateway's client connects a websocket
-            await started
-        return client
-
     # -- the kernel's lifecycle --------------------------------------------------------
 
     async def _watch(self) -> None:
         await self._monitor.run()
         # The kernel is gone (shut down): let the pump write what arrived and end the
         # running cell, then have the owner stop this runner.
-        await self._drain()
+        await self._pump.drain()
         log.info("kernel %s is gone; its runner stops", self.kernel_id)
         if self._on_gone is not None:
             self._on_gone(self)
@@ -250,98 +221,20 @@ class KernelRunner:
             loop = asyncio.get_running_loop()
             run.grace = loop.call_later(STOP_GRACE, self._stop_overdue, run)
         if run.watch.verdict() is not None:
-            self._wake.set()  # the pump ends the cell, after what has arrived
+            self._pump.wake()  # the cell ends after what has arrived
 
     def _stop_overdue(self, run: _Run) -> None:
         if self._running is run:
             run.watch.stop_overdue()
             self._watched(run)
 
-    # -- iopub -------------------------------------------------------------------------
-
-    async def _pump(self) -> None:
-        getter: asyncio.Future[list[KernelMessage]] | None = None
-        waker: asyncio.Future[Any] | None = None
-        failures = 0
-        try:
-            while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(self._reader.first())
-                if waker is None:
-                    waker = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
-                barriers: list[asyncio.Future[None]] = []
-                if waker.done():
-                    waker = None
-                    self._wake.clear()
-                    barriers, self._barriers = self._barriers, []
-                    if not getter.done():
-                        # Nothing is lost: a pending read has taken no message yet.
-                        getter.cancel()
-                        await asyncio.wait({getter})
-                batch: list[KernelMessage] = []
-                if getter.done():
-                    failed = self._failed_read(getter)
-                    failures = failures + 1 if failed else 0
-                    if not failed and not getter.cancelled():
-                        batch += getter.result()
-                    getter = None
-                    # No read is pending: take whatever else has arrived, without waiting.
-                    batch += await self._read_ready(MAX_BATCH - len(batch))
-                try:
-                    await self._handle(batch)
-                except Exception:
-                    log.exception("error while handling output of kernel %s", self.kernel_id)
-                if self._renew and getter is None:
-                    await self._swap_client()
-                for barrier in barriers:
-                    if not barrier.done():
-                        barrier.set_result(None)
-                if failures:
-                    # A broken connection must not spin: back off until it heals.
-                    await asyncio.sleep(min(0.05 * 2**failures, MAX_BACKOFF))
-                else:
-                    # Let websockets, keep-alives and HTTP requests run between batches.
-                    # After output, wait a little: a kernel that prints one line per
-                    # millisecond then costs one transaction, one stored update and one
-                    # message per client per interval, not per line. After quiet, the
-                    # first message is written at once.
-                    await asyncio.sleep(self._batch_interval if batch else 0)
-        finally:
-            for future in (getter, waker):
-                if future is not None:
-                    future.cancel()
-
-    def _failed_read(self, getter: asyncio.Future[list[KernelMessage]]) -> bool:
-        """Whether a completed read failed (logged); an empty or cancelled one did not."""
-        if getter.cancelled():
-            return False
-        error = getter.exception()
-        if error is None or isinstance(error, queue.Empty):
-            return False  # queue.Empty: the gateway's client gives up waiting after 1 s
-        log.warning("cannot read output of kernel %s: %r", self.kernel_id, error)
-        return True
+    # -- iopub batches (from the pump) -------------------------------------------------
 
     async def _handle(self, batch: list[KernelMessage]) -> None:
         """Write a batch, then end the running cell if how it ends is known now."""
         if batch:
             await self._dispatch(batch)
         self._evaluate()
-
-    async def _read_ready(self, limit: int) -> list[KernelMessage]:
-        """Read up to ``limit`` messages that have arrived, without waiting for more."""
-        try:
-            return await self._reader.more(limit)
-        except Exception as e:
-            log.warning("cannot read output of kernel %s: %r", self.kernel_id, e)
-            return []
-
-    async def _drain(self) -> None:
-        """Return once the pump has written every message that had arrived by now."""
-        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._barriers.append(barrier)
-        self._wake.set()
-        await barrier
 
     async def _dispatch(self, batch: list[KernelMessage]) -> None:
         touched: dict[str, NotebookRoom] = {}
@@ -405,44 +298,6 @@ class KernelRunner:
             room.writer.apply(room.reducer.flush())
         for room in reopened:
             self._rooms.maybe_clean_up(room)
-
-    async def _drain_shell(self, client: Any) -> None:
-        # Replies are not needed (iopub carries everything), but must not pile up.
-        failures = 0
-        while True:
-            try:
-                await client.get_shell_msg()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                await asyncio.sleep(min(0.05 * 2**failures, MAX_BACKOFF))
-
-    def _renew_client(self) -> None:
-        """Have the pump replace the client with a new one, as soon as no read is pending.
-
-        Closing the old client's sockets (linger 0) also discards requests still queued
-        for a kernel that is gone: zmq would otherwise deliver them to its successor,
-        which would run a cell the document says did not run.
-        """
-        self._renew = True
-        self._wake.set()
-
-    async def _swap_client(self) -> None:
-        """Replace the client (called by the pump, while no read is pending)."""
-        self._renew = False
-        if self._shell_task is not None:
-            self._shell_task.cancel()
-        self._client.stop_channels()
-        try:
-            self._client = await self._new_client()
-            self._reader = IopubReader(self._client)
-        except Exception:
-            # Reads from the stopped client fail and back off; then this is tried again.
-            log.exception("cannot reconnect to kernel %s", self.kernel_id)
-            self._renew = True
-        self._shell_task = asyncio.create_task(self._drain_shell(self._client))
 
     # -- execution ---------------------------------------------------------------------
 
@@ -518,8 +373,8 @@ class KernelRunner:
         if all(wanted.get(k) == current.get(k) for k in _CONNECTION_KEYS):
             return
         log.info("kernel %s listens on new ports; reconnecting", self.kernel_id)
-        self._renew_client()
-        await self._drain()
+        self._pump.renew()
+        await self._pump.drain()
 
     async def _run(self, request: ExecutionRequest) -> None:
         room = self._rooms.notebook_room(request.document_id)
@@ -555,7 +410,7 @@ class KernelRunner:
             # Whatever the old process would still send for this request is stale.
             self._router.discard(run.msg_id)
             self._connected = False
-            self._renew_client()
+            self._pump.renew()
             self._end(run.request, *fault.error())
             self._cancel_queued(fault)
         else:

@@ -1,0 +1,225 @@
+"""The server's connection to one kernel, and the one task that reads its iopub.
+
+The pump reads iopub in batches (whatever has arrived) and hands each batch to its
+owner, the runner, which writes it and may end the running cell. It is the only reader:
+a fault noticed elsewhere wakes it (:meth:`IopubPump.drain`), and it first hands over
+every message that has already arrived. It also replaces the client when asked, at a
+moment when no read is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import queue
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jupyter_client.session import new_id
+
+from ..outputs.ops import KernelMessage
+from .iopub import IopubReader
+
+__all__ = ["MAX_BACKOFF", "MAX_BATCH", "IopubPump", "KernelConnection"]
+
+log = logging.getLogger(__name__)
+
+#: Upper bound of iopub messages handed over as one batch (one Y transaction).
+MAX_BATCH = 1000
+#: Longest pause after repeated failures to read from the kernel.
+MAX_BACKOFF = 1.0
+
+
+class KernelConnection:
+    """The server's own client of one kernel: shell and iopub, no stdin, no heartbeat.
+
+    Attributes:
+        client: The jupyter_client (or gateway) kernel client.
+        reader: Reads the client's iopub (see iopub.py).
+    """
+
+    def __init__(self, kernel: Any, kernel_id: str) -> None:
+        self._kernel = kernel
+        self.kernel_id = kernel_id
+        self.client: Any = None
+        self.reader: IopubReader | None = None
+        self._shell_task: asyncio.Task[None] | None = None
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._shell_task] if self._shell_task is not None else []
+
+    async def open(self) -> None:
+        """Connect a new client."""
+        client = self._kernel.client()
+        session = getattr(client, "session", None)
+        if session is not None:
+            # The client's session is a clone of the kernel manager's, whose counter
+            # starts again at 0: without an id of its own, our msg_ids would repeat
+            # those of the manager's shutdown and kernel_info requests (and of our
+            # previous client), and their replies would be taken for a cell's.
+            session.session = new_id()
+        # Only shell and iopub: no stdin (input() is refused) and no heartbeat thread.
+        started = client.start_channels(
+            shell=True, iopub=True, stdin=False, hb=False, control=False
+        )
+        if inspect.isawaitable(started):  # the gateway's client connects a websocket
+            await started
+        self.client = client
+        self.reader = IopubReader(client)
+        self._shell_task = asyncio.create_task(_drain_shell(client))
+
+    def close(self) -> None:
+        """Close the client's sockets (linger 0: requests not yet sent are dropped)."""
+        if self._shell_task is not None:
+            self._shell_task.cancel()
+            self._shell_task = None
+        if self.client is not None:
+            self.client.stop_channels()
+
+
+async def _drain_shell(client: Any) -> None:
+    # Replies are not needed (iopub carries everything), but must not pile up.
+    failures = 0
+    while True:
+        try:
+            await client.get_shell_msg()
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            await asyncio.sleep(min(0.05 * 2**failures, MAX_BACKOFF))
+
+
+class IopubPump:
+    """Reads a connection's iopub and hands every batch to ``handle``.
+
+    Args:
+        connection: An open connection.
+        handle: Called with each batch (possibly empty, after a wake-up), one at a time.
+        batch_interval: Seconds to wait after a batch before reading again, so that
+            output arriving meanwhile goes into one batch.
+    """
+
+    def __init__(
+        self,
+        connection: KernelConnection,
+        handle: Callable[[list[KernelMessage]], Awaitable[None]],
+        batch_interval: float,
+    ) -> None:
+        self._connection = connection
+        self._handle = handle
+        self._batch_interval = batch_interval
+        self._wake = asyncio.Event()
+        self._barriers: list[asyncio.Future[None]] = []
+        #: Replace the client before the next read (see renew).
+        self._renew = False
+
+    def wake(self) -> None:
+        """Hand over what has arrived now (with an empty batch if nothing has)."""
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Return once every message that had arrived by now has been handled."""
+        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append(barrier)
+        self._wake.set()
+        await barrier
+
+    def renew(self) -> None:
+        """Replace the client with a new one, as soon as no read is pending.
+
+        Closing the old client's sockets (linger 0) also discards requests still queued
+        for a kernel that is gone: zmq would otherwise deliver them to its successor,
+        which would run a cell the document says did not run.
+        """
+        self._renew = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        getter: asyncio.Future[list[KernelMessage]] | None = None
+        waker: asyncio.Future[Any] | None = None
+        failures = 0
+        try:
+            while True:
+                if getter is None:
+                    assert self._connection.reader is not None
+                    getter = asyncio.ensure_future(self._connection.reader.first())
+                if waker is None:
+                    waker = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
+                barriers: list[asyncio.Future[None]] = []
+                if waker.done():
+                    waker = None
+                    self._wake.clear()
+                    barriers, self._barriers = self._barriers, []
+                    if not getter.done():
+                        # Nothing is lost: a pending read has taken no message yet.
+                        getter.cancel()
+                        await asyncio.wait({getter})
+                batch: list[KernelMessage] = []
+                if getter.done():
+                    failed = self._failed_read(getter)
+                    failures = failures + 1 if failed else 0
+                    if not failed and not getter.cancelled():
+                        batch += getter.result()
+                    getter = None
+                    # No read is pending: take whatever else has arrived, without waiting.
+                    batch += await self._read_ready(MAX_BATCH - len(batch))
+                try:
+                    await self._handle(batch)
+                except Exception:
+                    log.exception(
+                        "error while handling output of kernel %s", self._connection.kernel_id
+                    )
+                if self._renew and getter is None:
+                    await self._swap_client()
+                for barrier in barriers:
+                    if not barrier.done():
+                        barrier.set_result(None)
+                if failures:
+                    # A broken connection must not spin: back off until it heals.
+                    await asyncio.sleep(min(0.05 * 2**failures, MAX_BACKOFF))
+                else:
+                    # Let websockets, keep-alives and HTTP requests run between batches.
+                    # After output, wait a little: a kernel that prints one line per
+                    # millisecond then costs one transaction, one stored update and one
+                    # message per client per interval, not per line. After quiet, the
+                    # first message is written at once.
+                    await asyncio.sleep(self._batch_interval if batch else 0)
+        finally:
+            for future in (getter, waker):
+                if future is not None:
+                    future.cancel()
+
+    def _failed_read(self, getter: asyncio.Future[list[KernelMessage]]) -> bool:
+        """Whether a completed read failed (logged); an empty or cancelled one did not."""
+        if getter.cancelled():
+            return False
+        error = getter.exception()
+        if error is None or isinstance(error, queue.Empty):
+            return False  # queue.Empty: the gateway's client gives up waiting after 1 s
+        log.warning("cannot read output of kernel %s: %r", self._connection.kernel_id, error)
+        return True
+
+    async def _read_ready(self, limit: int) -> list[KernelMessage]:
+        """Read up to ``limit`` messages that have arrived, without waiting for more."""
+        assert self._connection.reader is not None
+        try:
+            return await self._connection.reader.more(limit)
+        except Exception as e:
+            log.warning("cannot read output of kernel %s: %r", self._connection.kernel_id, e)
+            return []
+
+    async def _swap_client(self) -> None:
+        """Replace the client (while no read is pending)."""
+        self._renew = False
+        self._connection.close()
+        try:
+            await self._connection.open()
+        except Exception:
+            # Reads from the closed client fail and back off; then this is tried again.
+            log.exception("cannot reconnect to kernel %s", self._connection.kernel_id)
+            self._renew = True
