@@ -206,9 +206,10 @@ async def run(options: Options) -> Table:
                 series.append(await _open(server, name, megabytes))
             # More first openings, of files of their own, in a rotating order (the one
             # above always starts with ours); one per server at 100 MB (seconds each).
-            for turn in range(1, options.repeat if megabytes <= FIRST_SYNC_MAX_MB else 1):
-                for _, one in series[turn % len(series) :] + series[: turn % len(series)]:
-                    one.first.append(await _first_sync(one.server, megabytes, turn))
+            for sample in range(1, options.repeat if megabytes <= FIRST_SYNC_MAX_MB else 1):
+                k = sample % len(series)
+                for _, one in series[k:] + series[:k]:
+                    one.first.append(await _first_sync(one.server, megabytes, sample))
             for i in range(rounds):
                 # Each round visits every server, in a rotating order, so that what
                 # else the machine does falls on all of them alike.
