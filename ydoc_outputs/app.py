@@ -16,6 +16,7 @@ from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
 from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
+from .hostlog import skip_unwritten_levels
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
@@ -157,6 +158,16 @@ class YdocOutputsApp(ExtensionApp):
         "about 100 ms.",
     )
 
+    skip_unwritten_log_levels = Bool(
+        True,
+        config=True,
+        help="Once the server has started, raise the level of its logger to the lowest "
+        "level of its handlers (traitlets sets the logger to DEBUG and the handler to "
+        "log_level), so that debug calls no handler writes cost nothing: jupyter_server "
+        "makes one for every iopub message of every kernel. Turn off to add DEBUG "
+        "handlers to the server's logger while it runs.",
+    )
+
     room_manager: RoomManager
     execution: ExecutionService
     websocket_limits: WebsocketLimits
@@ -225,6 +236,14 @@ class YdocOutputsApp(ExtensionApp):
         )
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.skip_unwritten_log_levels:
+            level = skip_unwritten_levels(serverapp.log)
+            if level is not None:
+                serverapp.log.info(
+                    "ydoc_outputs: the server's logger now skips levels below %s, which "
+                    "no handler writes",
+                    logging.getLevelName(level),
+                )
         if self.freeze_startup_objects:
             frozen = freeze_long_lived()
             self.log.debug("froze %d start-up objects out of the garbage collector", frozen)
