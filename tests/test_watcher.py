@@ -18,6 +18,7 @@ class Manager:
         self.path: str | None = None
         self.closed: list[Any] = []
         self.store = None
+        self.rooms: dict[str, Any] = {}
 
     def path_of(self, file_id: str) -> str | None:
         return self.path
@@ -72,3 +73,17 @@ async def test_a_file_that_shows_up_again_resets_the_count() -> None:
     manager.path = "gone.ipynb"
     await watcher.check(room)  # type: ignore[arg-type]
     assert manager.closed == []  # one miss since the file was last seen
+
+
+async def test_a_room_closed_while_its_file_was_missing_is_forgotten() -> None:
+    """The watcher holds no room that has closed (a room holds its whole document)."""
+    manager, contents, room = Manager(), Contents(), Room()
+    watcher = FileWatcher(manager, contents, interval=1.0)  # type: ignore[arg-type]
+    manager.rooms = {"room": room}
+    manager.path = "old.ipynb"
+    await watcher.check_all()
+    assert watcher._missing == {room}
+    manager.rooms = {}  # closed: its last client left
+    await watcher.check_all()
+    assert watcher._missing == set()
+    assert manager.closed == []

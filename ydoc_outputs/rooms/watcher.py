@@ -52,11 +52,17 @@ class FileWatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            for room in list(self._manager.rooms.values()):
-                try:
-                    await self.check(room)
-                except Exception:
-                    log.exception("could not check the file of %s", room.name)
+            await self.check_all()
+
+    async def check_all(self) -> None:
+        """Check the file of every open room (errors are logged)."""
+        rooms = list(self._manager.rooms.values())
+        self._missing.intersection_update(rooms)  # forget rooms closed meanwhile
+        for room in rooms:
+            try:
+                await self.check(room)
+            except Exception:
+                log.exception("could not check the file of %s", room.name)
 
     async def check(self, room: DocumentRoom) -> None:
         """Bring ``room`` up to date with its file."""
