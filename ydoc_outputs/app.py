@@ -17,6 +17,7 @@ from .handlers.export import ExportHandler
 from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
 from .hostlog import skip_unwritten_levels
+from .kernels import activity
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
@@ -168,6 +169,15 @@ class YdocOutputsApp(ExtensionApp):
         "handlers to the server's logger while it runs.",
     )
 
+    batched_activity_watch = Bool(
+        True,
+        config=True,
+        help="Read each kernel's iopub for jupyter_server's activity tracking (last "
+        "activity, busy or idle) in batches, unpacking only headers, instead of one event "
+        "loop pass and a full unpacking per message: the same rules at a fraction of the "
+        "cost, with last_activity and execution_state at most 50 ms late.",
+    )
+
     room_manager: RoomManager
     execution: ExecutionService
     websocket_limits: WebsocketLimits
@@ -211,6 +221,11 @@ class YdocOutputsApp(ExtensionApp):
             max_pending_bytes=self.websocket_max_pending_bytes,
         )
         self.settings["ydoc_outputs"] = self
+        if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
+            self.log.info(
+                "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",
+                type(serverapp.kernel_manager).__name__,
+            )
         # Make stock JupyterLab (jupyter-docprovider) run cells through our endpoint.
         page_config: dict[str, Any] = serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true"

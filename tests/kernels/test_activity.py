@@ -1,0 +1,173 @@
+"""The batched activity watch keeps jupyter_server's rules (kernels/activity.py).
+
+The rules are checked against jupyter_server's own ``record_activity``: both get the
+same signed messages, one at a time, and must end in the same state after each. Then a
+real kernel manager and ipykernel show the watch installed, and following a cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.session import Session
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+from ydoc_outputs.kernels.activity import BatchedActivityWatch, install, record_activity
+
+KEY = b"activity-test-key"
+LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+class Kernel:
+    """What jupyter_server's ``start_watching_activity`` uses of a kernel's manager."""
+
+    def __init__(self) -> None:
+        self.session = Session(key=KEY)
+        self.execution_state = "starting"
+        self.last_activity = LONG_AGO
+        self.callback: Callable[[list[bytes]], None] | None = None
+
+    def connect_iopub(self) -> Kernel:
+        return self  # stands for the ZMQStream, of which only on_recv is used
+
+    def on_recv(self, callback: Callable[[list[bytes]], None]) -> None:
+        self.callback = callback
+
+
+def jupyter_servers_watch(manager: AsyncMappingKernelManager, kernel: Kernel) -> Any:
+    """jupyter_server's own ``record_activity`` closure, for ``kernel``."""
+    manager._kernels["k"] = kernel
+    manager.start_watching_activity("k")
+    assert kernel.callback is not None
+    return kernel.callback
+
+
+def frames(session: Session, msg_type: str, content: dict[str, Any], parent_type: str | None):
+    parent = session.msg(parent_type, {}) if parent_type else {}
+    message = session.msg(msg_type, content, parent=parent)
+    return [b"routing-id", *session.serialize(message)]
+
+
+MESSAGE_KINDS = [
+    ("status", {"execution_state": "busy"}, "execute_request"),
+    ("status", {"execution_state": "idle"}, "execute_request"),
+    ("stream", {"name": "stdout", "text": "1\n"}, "execute_request"),
+    ("status", {"execution_state": "busy"}, "comm_msg"),
+    ("status", {"execution_state": "idle"}, "comm_msg"),
+    ("comm_msg", {"comm_id": "c", "data": {}}, "comm_msg"),
+    ("status", {"execution_state": "starting"}, None),
+    ("status", {"execution_state": "idle"}, None),
+    ("status", {"execution_state": "busy"}, "kernel_info_request"),
+    ("status", {"execution_state": "idle"}, "kernel_info_request"),
+    ("display_data", {"data": {}, "metadata": {}}, "comm_msg"),
+    ("status", {"execution_state": "busy"}, "comm_info_request"),
+    ("status", {"execution_state": "idle"}, "comm_info_request"),
+    ("display_data", {"data": {}, "metadata": {}}, "comm_info_request"),
+]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_state_as_jupyter_servers_own_watch_after_every_message(seed: int) -> None:
+    theirs, ours = Kernel(), Kernel()
+    manager = AsyncMappingKernelManager()
+    watch = jupyter_servers_watch(manager, theirs)
+    session = Session(key=KEY)
+    rng = random.Random(seed)
+    for _ in range(300):
+        message = frames(session, *rng.choice(MESSAGE_KINDS))
+        theirs.last_activity = ours.last_activity = LONG_AGO
+        watch(message)
+        record_activity(manager, ours, Session(key=KEY), [message])
+        assert ours.execution_state == theirs.execution_state
+        assert (ours.last_activity != LONG_AGO) == (theirs.last_activity != LONG_AGO)
+
+
+def test_a_batch_ends_where_its_messages_one_by_one_end() -> None:
+    one_by_one, batched = Kernel(), Kernel()
+    manager = AsyncMappingKernelManager()
+    session = Session(key=KEY)
+    rng = random.Random(7)
+    batch = [frames(session, *rng.choice(MESSAGE_KINDS)) for _ in range(200)]
+    for message in batch:
+        record_activity(manager, one_by_one, session, [message])
+    record_activity(manager, batched, session, batch)
+    assert batched.execution_state == one_by_one.execution_state
+    assert batched.last_activity != LONG_AGO
+    assert manager.last_kernel_activity == batched.last_activity
+
+
+def test_forged_and_malformed_messages_change_nothing() -> None:
+    kernel = Kernel()
+    kernel.execution_state = "idle"
+    manager = AsyncMappingKernelManager()
+    forger = Session(key=b"not-the-key")
+    forged = frames(forger, "status", {"execution_state": "busy"}, "execute_request")
+    session = Session(key=KEY)
+    no_state = frames(session, "status", {}, "execute_request")
+    garbage = [b"<IDS|MSG>", b"sig", b"{", b"{}", b"{}", b"{}"]
+    record_activity(manager, kernel, session, [forged, garbage, [b"no delimiter"]])
+    assert (kernel.execution_state, kernel.last_activity) == ("idle", LONG_AGO)
+    record_activity(manager, kernel, session, [no_state])  # activity, but no state to take
+    assert kernel.execution_state == "idle"
+    assert kernel.last_activity != LONG_AGO
+
+
+@pytest.fixture
+async def kernels(tmp_path: Path) -> AsyncIterator[AsyncMappingKernelManager]:
+    manager = AsyncMappingKernelManager(connection_dir=str(tmp_path))
+    assert install(manager)
+    yield manager
+    await manager.shutdown_all(now=True)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    async def wait() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+async def test_a_real_kernel_is_watched_busy_then_idle(kernels: AsyncMappingKernelManager):
+    kernel_id = await kernels.start_kernel(kernel_name="python3")
+    kernel = kernels.get_kernel(kernel_id)
+    watch = kernel._activity_stream
+    assert isinstance(watch, BatchedActivityWatch)
+    before = kernel.last_activity
+
+    client = kernel.client()
+    client.start_channels()
+    try:
+        client.execute("import time; print('x', flush=True); time.sleep(1)")
+        await wait_for(lambda: kernel.execution_state == "busy")
+        assert kernel.last_activity > before
+        await wait_for(lambda: kernel.execution_state == "idle")
+        assert kernels.last_kernel_activity == kernel.last_activity
+    finally:
+        client.stop_channels()
+
+    # Shutting the kernel down closes the watch (jupyter_server's stop_watching_activity).
+    await kernels.shutdown_kernel(kernel_id)
+    assert watch.socket.closed
+    await wait_for(lambda: watch._task.done())
+
+
+async def test_a_restart_on_new_ports_gets_a_new_watch(kernels: AsyncMappingKernelManager):
+    kernel_id = await kernels.start_kernel(kernel_name="python3")
+    kernel = kernels.get_kernel(kernel_id)
+    first = kernel._activity_stream
+    # jupyter_server stops and starts watching when a restart changes the ports.
+    kernels.stop_watching_activity(kernel_id)
+    kernels.start_watching_activity(kernel_id)
+    second = kernel._activity_stream
+    assert first.socket.closed
+    assert isinstance(second, BatchedActivityWatch) and second is not first
+    await kernels.restart_kernel(kernel_id)
+    await wait_for(lambda: kernel.execution_state == "idle")
+    assert isinstance(kernel._activity_stream, BatchedActivityWatch)
