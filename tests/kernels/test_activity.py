@@ -168,6 +168,20 @@ async def test_a_restart_on_new_ports_gets_a_new_watch(kernels: AsyncMappingKern
     second = kernel._activity_stream
     assert first.socket.closed
     assert isinstance(second, BatchedActivityWatch) and second is not first
+    restarted = datetime.now(timezone.utc)
     await kernels.restart_kernel(kernel_id)
-    await wait_for(lambda: kernel.execution_state == "idle")
     assert isinstance(kernel._activity_stream, BatchedActivityWatch)
+    # The watch's socket reconnects to the new kernel on its own, some time after the
+    # kernel binds (zmq), so requests are sent until one's replies are seen.
+    client = kernel.client()
+    client.start_channels()
+    try:
+
+        async def seen() -> None:
+            while kernel.last_activity <= restarted or kernel.execution_state != "idle":
+                client.execute("pass")
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(seen(), 30)
+    finally:
+        client.stop_channels()
