@@ -281,8 +281,10 @@ class AlternativeServer(ServerProcess):
         # Per room: the notebook's path and the client connected to it.
         self._paths: dict[str, str] = {}
         self._clients: dict[str, YClient] = {}
-        # documents: kernels attached to rooms, and the last request per room.
+        # documents: kernels attached to rooms (by a kernel session), the sessions' ids,
+        # and the last request per room.
         self._attached: set[tuple[str, str]] = set()
+        self._sessions: dict[tuple[str, str], str] = {}
         self._last_request: dict[str, str] = {}
 
     async def __aenter__(self) -> AlternativeServer:
@@ -357,6 +359,22 @@ class AlternativeServer(ServerProcess):
         self._clients[room] = client
         return RoomClient(client, room)
 
+    async def replace_kernel(self, kernel_id: str) -> str:
+        """Shut a kernel down and start a new one; for documents, as JupyterLab does it
+        for a notebook: its kernel session is deleted (which shuts the kernel down), and
+        the next execution makes one with the new kernel."""
+        attached = [key for key in self._sessions if key[0] == kernel_id]
+        if not attached:
+            return await super().replace_kernel(kernel_id)
+        for key in attached:
+            session_id = self._sessions.pop(key)
+            self._attached.discard(key)
+            self._last_request.pop(key[1], None)  # requests are chained per kernel
+            response = await self.session.http.delete(f"/api/sessions/{session_id}")
+            if response.status_code != 204:
+                raise RuntimeError(f"session delete: {response.status_code} {response.text}")
+        return await self.start_kernel()
+
     async def execute(self, kernel_id: str, room: str, cell_id: str) -> None:
         """Run one cell as the alternative's frontend does; return once it is accepted.
 
@@ -415,6 +433,7 @@ class AlternativeServer(ServerProcess):
             if response.status_code != 201:
                 raise RuntimeError(f"session failed: {response.status_code} {response.text}")
             self._attached.add((kernel_id, room))
+            self._sessions[(kernel_id, room)] = response.json()["id"]
         request_id = str(uuid.uuid4())
         body: dict[str, object] = {
             "document_id": room,

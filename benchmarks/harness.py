@@ -173,6 +173,13 @@ class ServerProcess:
         """Start a ``python3`` kernel through the server's REST API; return its id."""
         return await self.session.start_kernel()
 
+    async def replace_kernel(self, kernel_id: str) -> str:
+        """Shut a kernel down and start a new one (a new process); return its id."""
+        response = await self.session.http.delete(f"/api/kernels/{kernel_id}")
+        if response.status_code != 204:
+            raise RuntimeError(f"shutdown failed: {response.status_code} {response.text}")
+        return await self.start_kernel()
+
 
 class ExtensionServer(ServerProcess):
     """A ``jupyter server`` with ydoc_outputs: ``async with ExtensionServer() as server:``."""
