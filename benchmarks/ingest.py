@@ -254,10 +254,9 @@ async def run(options: Options) -> Table:
                 table.rows.append([f"[{kind}] unavailable: {e!r}"[:100]] + ["-"] * 12)
                 continue
             servers.append((kind, alternative, ALTERNATIVE_TIMEOUT))
-        kernels = [await server.start_kernel() for _, server, _ in servers]
         for workload in workloads(options.quick):
             runs = options.repeat * workload.runs_per_repeat
-            table.rows += await _compare(workload, servers, kernels, runs)
+            table.rows += await _compare(workload, servers, runs)
     table.notes += [
         "runs: of each side; the figures are their medians.",
         "ratio: median over the rounds of baseline s / ours s of the same round "
@@ -283,7 +282,6 @@ async def run(options: Options) -> Table:
 async def _compare(
     workload: Workload,
     servers: list[tuple[str, ExtensionServer | AlternativeServer, float]],
-    kernels: list[str],
     repeat: int,
 ) -> list[list[str]]:
     """Run ``workload`` ``repeat`` times on a bare kernel and on every server, each time
@@ -292,7 +290,8 @@ async def _compare(
     baseline = Samples()
     sides: list[_Side] = []
     async with AsyncExitStack() as stack:
-        for (name, server, timeout), kernel_id in zip(servers, kernels, strict=True):
+        for name, server, timeout in servers:
+            kernel_id = await server.start_kernel()
             notebook = await stack.enter_async_context(OurNotebook(server, kernel_id, workload))
             sides.append(_Side(name, notebook, timeout))
         for i in range(repeat):
