@@ -7,6 +7,7 @@ forgotten by the service and leaves no task, client or poll behind.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from ydoc_outputs.outputs.reducer import OutputReducer
 from ydoc_outputs.ydoc.writer import OutputWriter
 
 ROOM = "json:notebook:lifecycle"
+#: Long enough for a kernel printing flushed lines to overrun zmq's default queues.
+BLOCKED_SECONDS = 6
 LOOP = "import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)"
 
 
@@ -145,3 +148,21 @@ async def test_stopping_the_service_ends_running_and_queued_cells(
     assert room.cell("c1")["outputs"][-1]["ename"] == "Cancelled"
     assert room.cell("c0")["execution_state"] == room.cell("c1")["execution_state"] == "idle"
     assert room.busy == 0
+
+
+async def test_no_output_is_lost_while_the_event_loop_is_blocked(
+    kernels: AsyncMappingKernelManager,
+):
+    """A kernel printing flushed lines while the server's event loop does something else
+    for seconds (opening a huge notebook): every line still reaches the document."""
+    lines = 40_000
+    code = f"for i in range({lines}):\n    print(i, flush=True)"
+    kernel_id = await kernels.start_kernel(kernel_name="python3")
+    room = Room([code])
+    service = ExecutionService(kernels, Rooms(room), 0.05)  # type: ignore[arg-type]
+    await service.submit(kernel_id, room, "c0", code, 0)  # type: ignore[arg-type]
+    await room.wait_for(lambda: room.text("c0").startswith("0\n"))
+    time.sleep(BLOCKED_SECONDS)  # the whole event loop: no iopub is read meanwhile
+    await room.wait_for(lambda: room.cell("c0")["execution_state"] == "idle", timeout=120)
+    assert room.text("c0") == "".join(f"{i}\n" for i in range(lines))
+    await service.stop()

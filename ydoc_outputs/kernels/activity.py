@@ -86,7 +86,8 @@ class BatchedActivityWatch:
                 self.record(batch)
             except Exception:
                 log.exception("activity watch: cannot record a batch")
-            await asyncio.sleep(self._interval)
+            if len(batch) < MAX_BATCH:  # else more is waiting: read on at once
+                await asyncio.sleep(self._interval)
 
     def _ready(self) -> list[list[bytes]]:
         if self.socket.closed:

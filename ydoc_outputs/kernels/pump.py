@@ -16,6 +16,7 @@ import queue
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import zmq
 from jupyter_client.session import new_id
 
 from ..outputs.ops import KernelMessage
@@ -53,6 +54,13 @@ class KernelConnection:
     async def open(self) -> None:
         """Connect a new client."""
         client = self._kernel.client()
+        context = getattr(client, "context", None)
+        if isinstance(context, zmq.Context):
+            # The client's own context (jupyter_client makes one per client). No limit to
+            # what waits in its queues: with zmq's default of 1,000 messages, a kernel
+            # that prints while the event loop is busy elsewhere (a large notebook
+            # opening) soon fills them, and the kernel then drops output.
+            context.setsockopt(zmq.RCVHWM, 0)
         session = getattr(client, "session", None)
         if session is not None:
             # The client's session is a clone of the kernel manager's, whose counter
