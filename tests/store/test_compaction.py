@@ -107,3 +107,35 @@ async def test_a_restored_room_compacts_against_what_it_restored(
     await reopened.stop(squash_older_than=None)
     assert reopened.compactions > 0
     assert text_of(await store.load("doc")) == str(more)
+
+
+async def test_an_opened_document_is_stored_with_its_first_change(
+    store: UpdateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc: Doc[Any] = Doc()
+    doc["out"] = out = Text("from the file\n")
+    room = RoomPersistence(store, "doc", doc)
+    room.start(doc.get_update())
+    await asyncio.sleep(0.05)
+    assert await store.load("doc") == []  # the file holds it all, so far
+    out += "printed\n"
+    await room.stop(squash_older_than=None)
+    assert text_of(await store.load("doc")) == "from the file\nprinted\n"
+
+
+async def test_an_unchanged_document_is_never_stored_or_stored_after_a_delay(
+    store: UpdateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc: Doc[Any] = Doc()
+    doc["out"] = Text("from the file\n")
+    room = RoomPersistence(store, "doc", doc)
+    room.start(doc.get_update())
+    await room.stop(squash_older_than=None)
+    assert await store.load("doc") == []
+
+    monkeypatch.setattr(persistence, "BASE_DELAY", 0.01)
+    room = RoomPersistence(store, "doc", doc)
+    room.start(doc.get_update())
+    await asyncio.sleep(0.05)  # the delay passes (timers run in order)
+    await room.stop(squash_older_than=None)  # waits for what was queued
+    assert text_of(await store.load("doc")) == "from the file\n"

@@ -9,6 +9,11 @@ output is one more update, although the document keeps only the last
 ``cell_output_chars`` of a cell): once the updates appended since the last whole
 document exceed ``COMPACT_FACTOR`` times its size (plus ``COMPACT_MIN_BYTES``), the
 stored history is replaced by the document encoded as one update.
+
+A room opened from its file stores the whole document only when it first changes (or
+``BASE_DELAY`` seconds after opening, to free the encoding): until then the file holds
+it all. Writing 100 MB to SQLite while the first client synced the room competed with
+that sync for the CPU, and a notebook that is only read is never written to the store.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 COMPACT_FACTOR = 2
 #: ...plus this many bytes, before it is replaced by the document (one update).
 COMPACT_MIN_BYTES = 4 * 1024 * 1024
+#: Seconds after opening from its file before an unchanged room's document is stored.
+BASE_DELAY = 5.0
 
 
 class RoomPersistence:
@@ -47,6 +54,9 @@ class RoomPersistence:
         self._appended_bytes = 0
         self._compacting: asyncio.Future[int] | None = None
         self._compact_scheduled = False
+        #: The whole document as opened from its file, until it is queued for the store.
+        self._base: bytes | None = None
+        self._base_timer: asyncio.TimerHandle | None = None
         #: How many times the history was compacted while open.
         self.compactions = 0
 
@@ -68,11 +78,25 @@ class RoomPersistence:
         self._subscription = self._ydoc.observe(self._on_update)
         if state is not None:
             self._base_bytes = len(state)
-            self._pending.append(state)
+            self._base = state
+            loop = asyncio.get_running_loop()
+            self._base_timer = loop.call_later(BASE_DELAY, self._queue_base)
+
+    def _queue_base(self) -> None:
+        """Queue the opened document for the store, before any update made since."""
+        if self._base_timer is not None:
+            self._base_timer.cancel()
+            self._base_timer = None
+        if self._base is None:
+            return
+        self._pending.insert(0, self._base)
+        self._base = None
+        if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
 
     def _on_update(self, event: Any) -> None:
         update: bytes = event.update
+        self._queue_base()
         self._pending.append(update)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
@@ -119,6 +143,11 @@ class RoomPersistence:
         if self._subscription is not None:
             self._ydoc.unobserve(self._subscription)
             self._subscription = None
+        if self._base_timer is not None:
+            # Never changed since it was opened from its file, which holds it all.
+            self._base_timer.cancel()
+            self._base_timer = None
+            self._base = None
         if self._flushing is not None:
             await self._flushing
         await self._flush()
