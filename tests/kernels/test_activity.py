@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
@@ -96,7 +97,8 @@ def test_a_batch_ends_where_its_messages_one_by_one_end() -> None:
     batch = [frames(session, *rng.choice(MESSAGE_KINDS)) for _ in range(200)]
     for message in batch:
         record_activity(manager, one_by_one, session, [message])
-    record_activity(manager, batched, session, batch)
+    # As the watch reads them: zmq frames, not copied into bytes.
+    record_activity(manager, batched, session, [[zmq.Frame(f) for f in m] for m in batch])
     assert batched.execution_state == one_by_one.execution_state
     assert batched.last_activity != LONG_AGO
     assert manager.last_kernel_activity == batched.last_activity
@@ -144,9 +146,19 @@ async def test_a_real_kernel_is_watched_busy_then_idle(kernels: AsyncMappingKern
     client = kernel.client()
     client.start_channels()
     try:
+        # The watch's subscription reaches the kernel some time after it connects (zmq):
+        # requests are sent until one is seen.
+        async def subscribed() -> None:
+            while kernel.last_activity == before:
+                client.execute("pass")
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(subscribed(), 30)
+        await wait_for(lambda: kernel.execution_state == "idle")
+        seen = kernel.last_activity
         client.execute("import time; print('x', flush=True); time.sleep(1)")
         await wait_for(lambda: kernel.execution_state == "busy")
-        assert kernel.last_activity > before
+        assert kernel.last_activity > seen
         await wait_for(lambda: kernel.execution_state == "idle")
         assert kernels.last_kernel_activity == kernel.last_activity
     finally:

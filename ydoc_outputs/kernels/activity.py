@@ -11,8 +11,9 @@ changes a few times a cell.
 :func:`install` keeps jupyter_server's watching and its rules, and changes how messages
 are read: after jupyter_server starts watching a kernel, its stream is replaced by a
 :class:`BatchedActivityWatch` on a socket of its own, which waits with one poll, takes
-every message that has arrived, checks each signature as ``Session`` does, unpacks only
-the header and parent header (and the content of ``status`` messages), then sleeps
+every message that has arrived (without copying it), unpacks only the header and parent
+header, and checks the signature and unpacks the content of ``status`` messages only,
+then sleeps
 :data:`INTERVAL` so that a flood of output is read in a few batches a second.
 ``last_activity`` and ``execution_state`` are then at most that much late.
 """
@@ -20,7 +21,9 @@ the header and parent header (and the content of ``status`` messages), then slee
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,7 +33,10 @@ from jupyter_client.connect import ConnectionFileMixin
 from jupyter_client.session import Session
 from zmq.eventloop.zmqstream import ZMQStream
 
-from .iopub import MessageError, signed_parts
+from .iopub import MessageError
+
+#: A frame as received: bytes, or a zmq frame when not copied.
+Frame = bytes | zmq.Frame
 
 __all__ = ["INTERVAL", "MAX_BATCH", "BatchedActivityWatch", "install", "record_activity"]
 
@@ -89,52 +95,72 @@ class BatchedActivityWatch:
             if len(batch) < MAX_BATCH:  # else more is waiting: read on at once
                 await asyncio.sleep(self._interval)
 
-    def _ready(self) -> list[list[bytes]]:
+    def _ready(self) -> list[list[zmq.Frame]]:
         if self.socket.closed:
             # The shadow would use the freed socket: fail like a read of a closed one.
             raise zmq.ZMQError(zmq.ENOTSOCK)
-        batch: list[list[bytes]] = []
+        batch: list[list[zmq.Frame]] = []
         while len(batch) < MAX_BATCH:
             try:
-                batch.append(self._shadow.recv_multipart(zmq.NOBLOCK))
+                # Not copied: output can be megabytes a message, and only headers are read.
+                batch.append(self._shadow.recv_multipart(zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
         return batch
 
-    def record(self, batch: list[list[bytes]]) -> None:
+    def record(self, batch: Sequence[Sequence[Frame]]) -> None:
         record_activity(self._manager, self._kernel, self._session, batch)
 
 
-def record_activity(manager: Any, kernel: Any, session: Session, batch: list[list[bytes]]) -> None:
+#: Frames of a message after the routing identities: delimiter, then signature, header,
+#: parent header, metadata and content.
+_DELIMITER = b"<IDS|MSG>"
+
+
+def record_activity(
+    manager: Any, kernel: Any, session: Session, batch: Sequence[Sequence[Frame]]
+) -> None:
     """Apply jupyter_server's rules (its ``record_activity``) to messages read together.
+
+    Only a ``status`` message, which changes ``execution_state``, has its signature
+    checked and its content unpacked. Any other one only counts as activity: checking
+    its signature would hash every byte of output once more, and only the kernel can
+    publish on the socket this subscribes to.
 
     Args:
         manager: jupyter_server's kernel manager.
         kernel: The kernel's manager, with ``execution_state`` and ``last_activity``.
         session: Checks signatures and unpacks.
-        batch: The messages' frames, oldest first.
+        batch: The messages' frames (bytes or zmq frames), oldest first.
     """
     unpack = session.unpack
     now: datetime | None = None
     for frames in batch:
         try:
-            header_bytes, parent_bytes, _, content_bytes, *_ = signed_parts(session, frames)
-            msg_type = unpack(header_bytes).get("msg_type")
-            parent_type = unpack(parent_bytes).get("msg_type")
+            parts = _after_delimiter(frames)
+            msg_type = unpack(_bytes(parts[1])).get("msg_type")
+            parent_type = unpack(_bytes(parts[2])).get("msg_type")
+            signed = [_bytes(part) for part in parts[1:5]] if msg_type == "status" else []
+            if (
+                signed
+                and session.auth is not None
+                and not hmac.compare_digest(_bytes(parts[0]), session.sign(signed))
+            ):
+                raise MessageError("invalid signature")
         except (MessageError, ValueError, AttributeError) as e:
-            log.warning("activity watch: skipping an iopub message: %s", e)
+            log.warning("activity watch: skipping an iopub message: %r", e)
             continue
         tracked = manager.track_message_type(parent_type)
         if tracked or manager.track_message_type(msg_type) or kernel.execution_state == "busy":
             if now is None:
                 now = datetime.now(timezone.utc)
             manager.last_kernel_activity = kernel.last_activity = now
-        if msg_type != "status":
+        if not signed:
             continue
         try:
-            state = unpack(content_bytes)["execution_state"]
+            state = unpack(signed[3])["execution_state"]
         except (ValueError, KeyError, TypeError) as e:
-            log.warning("activity watch: skipping a malformed status: %s", e)
+            log.warning("activity watch: skipping a malformed status: %r", e)
             continue
         if tracked:
             kernel.execution_state = state
@@ -142,6 +168,21 @@ def record_activity(manager: Any, kernel: Any, session: Session, batch: list[lis
             # jupyter_server's rule: a status that answers no tracked request only
             # ends "starting", as "idle".
             kernel.execution_state = "idle"
+
+
+def _bytes(frame: Frame) -> bytes:
+    return frame if isinstance(frame, bytes) else frame.bytes
+
+
+def _after_delimiter(frames: Sequence[Frame]) -> Sequence[Frame]:
+    """Signature, header, parent header, metadata, content (and any buffers)."""
+    for i, frame in enumerate(frames):
+        if len(frame) == len(_DELIMITER) and _bytes(frame) == _DELIMITER:
+            parts = frames[i + 1 :]
+            if len(parts) < 5:
+                raise MessageError(f"{len(parts)} frames after the delimiter, expected 5")
+            return parts
+    raise MessageError("no delimiter")
 
 
 def install(manager: Any, interval: float = INTERVAL) -> bool:
