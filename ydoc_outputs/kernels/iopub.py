@@ -27,7 +27,7 @@ from jupyter_client.session import Session
 
 from ..outputs.ops import KernelMessage
 
-__all__ = ["IopubReader", "MessageError", "decode", "signed_parts"]
+__all__ = ["IopubReader", "MessageError", "decode"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,9 @@ class MessageError(ValueError):
     """A message that is not a well-formed, correctly signed Jupyter message."""
 
 
-def signed_parts(session: Session, frames: list[bytes]) -> list[bytes]:
-    """The frames after the routing identities and the signature: header, parent header,
-    metadata, content, then any binary buffers; the signature checked as ``session``
-    checks it.
+def decode(session: Session, frames: list[bytes]) -> KernelMessage:
+    """The message of a multipart ZMQ message, checked and unpacked like ``session``
+    would (signature included), but without parsing dates.
 
     Raises:
         MessageError: Malformed, or its signature does not match the session's key.
@@ -55,25 +54,12 @@ def signed_parts(session: Session, frames: list[bytes]) -> list[bytes]:
     parts = frames[start:]
     if len(parts) < 5:
         raise MessageError(f"{len(parts)} frames after the delimiter, expected at least 5")
-    signature = parts[0]
+    signature, header_bytes, parent_bytes, metadata_bytes, content_bytes = parts[:5]
     if session.auth is not None:
         if not signature:
             raise MessageError("unsigned message")
         if not hmac.compare_digest(signature, session.sign(parts[1:5])):
             raise MessageError("invalid signature")
-    return parts[1:]
-
-
-def decode(session: Session, frames: list[bytes]) -> KernelMessage:
-    """The message of a multipart ZMQ message, checked and unpacked like ``session``
-    would (signature included), but without parsing dates.
-
-    Raises:
-        MessageError: Malformed, or its signature does not match the session's key.
-    """
-    header_bytes, parent_bytes, metadata_bytes, content_bytes, *buffers = signed_parts(
-        session, frames
-    )
     try:
         unpack = session.unpack
         header = unpack(header_bytes)
@@ -84,7 +70,7 @@ def decode(session: Session, frames: list[bytes]) -> KernelMessage:
             "parent_header": unpack(parent_bytes),
             "metadata": unpack(metadata_bytes),
             "content": unpack(content_bytes),
-            "buffers": [memoryview(buffer) for buffer in buffers],
+            "buffers": [memoryview(buffer) for buffer in parts[5:]],
         }
     except Exception as e:
         raise MessageError(f"cannot unpack: {e!r}") from e
