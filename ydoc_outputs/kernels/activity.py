@@ -12,9 +12,8 @@ changes a few times a cell.
 are read: after jupyter_server starts watching a kernel, its stream is replaced by a
 :class:`BatchedActivityWatch` on a socket of its own, which waits with one poll, takes
 every message that has arrived (without copying it), unpacks only the header and parent
-header, and checks the signature and unpacks the content of ``status`` messages only,
-then sleeps
-:data:`INTERVAL` so that a flood of output is read in a few batches a second.
+header (and checks the signature and unpacks the content of ``status`` messages), then
+sleeps :data:`INTERVAL`, so that a flood of output is read in a few batches a second.
 ``last_activity`` and ``execution_state`` are then at most that much late.
 """
 
