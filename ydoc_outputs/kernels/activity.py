@@ -32,7 +32,7 @@ from jupyter_client.connect import ConnectionFileMixin
 from jupyter_client.session import Session
 from zmq.eventloop.zmqstream import ZMQStream
 
-from .iopub import MessageError
+from .iopub import DELIMITER, MessageError
 
 #: A frame as received: bytes, or a zmq frame when not copied.
 Frame = bytes | zmq.Frame
@@ -88,7 +88,7 @@ class BatchedActivityWatch:
                     log.error("activity watch of a kernel stopped: %s", e)
                 return
             try:
-                self.record(batch)
+                record_activity(self._manager, self._kernel, self._session, batch)
             except Exception:
                 log.exception("activity watch: cannot record a batch")
             if len(batch) < MAX_BATCH:  # else more is waiting: read on at once
@@ -106,14 +106,6 @@ class BatchedActivityWatch:
             except zmq.Again:
                 break
         return batch
-
-    def record(self, batch: Sequence[Sequence[Frame]]) -> None:
-        record_activity(self._manager, self._kernel, self._session, batch)
-
-
-#: Frames of a message after the routing identities: delimiter, then signature, header,
-#: parent header, metadata and content.
-_DELIMITER = b"<IDS|MSG>"
 
 
 def record_activity(
@@ -176,7 +168,7 @@ def _bytes(frame: Frame) -> bytes:
 def _after_delimiter(frames: Sequence[Frame]) -> Sequence[Frame]:
     """Signature, header, parent header, metadata, content (and any buffers)."""
     for i, frame in enumerate(frames):
-        if len(frame) == len(_DELIMITER) and _bytes(frame) == _DELIMITER:
+        if len(frame) == len(DELIMITER) and _bytes(frame) == DELIMITER:
             parts = frames[i + 1 :]
             if len(parts) < 5:
                 raise MessageError(f"{len(parts)} frames after the delimiter, expected 5")
@@ -194,7 +186,12 @@ def install(manager: Any, interval: float = INTERVAL) -> bool:
     """
     if not all(
         callable(getattr(manager, name, None))
-        for name in ("start_watching_activity", "track_message_type", "get_kernel")
+        for name in (
+            "start_watching_activity",
+            "track_message_type",
+            "get_kernel",
+            "list_kernel_ids",
+        )
     ):
         return False
     original = manager.start_watching_activity

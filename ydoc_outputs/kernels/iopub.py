@@ -27,13 +27,13 @@ from jupyter_client.session import Session
 
 from ..outputs.ops import KernelMessage
 
-__all__ = ["IopubReader", "MessageError", "decode"]
+__all__ = ["DELIMITER", "IopubReader", "MessageError", "decode"]
 
 log = logging.getLogger(__name__)
 
 #: Frames of a message after the routing identities: delimiter, then signature, header,
 #: parent header, metadata and content (then binary buffers, if any).
-_DELIMITER = b"<IDS|MSG>"
+DELIMITER = b"<IDS|MSG>"
 
 
 class MessageError(ValueError):
@@ -48,7 +48,7 @@ def decode(session: Session, frames: list[bytes]) -> KernelMessage:
         MessageError: Malformed, or its signature does not match the session's key.
     """
     try:
-        start = frames.index(_DELIMITER) + 1
+        start = frames.index(DELIMITER) + 1
     except ValueError:
         raise MessageError("no delimiter") from None
     parts = frames[start:]
