@@ -8,7 +8,9 @@ real kernel manager and ipykernel show the watch installed, and following a cell
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,5 +197,49 @@ async def test_a_restart_on_new_ports_gets_a_new_watch(kernels: AsyncMappingKern
                 await asyncio.sleep(0.1)
 
         await asyncio.wait_for(seen(), 30)
+    finally:
+        client.stop_channels()
+
+
+class RecordingSocket:
+    """Delegates to the watch's socket and keeps a weak reference to each frame read."""
+
+    def __init__(self, socket: Any) -> None:
+        self._socket = socket
+        self.frames: list[Any] = []
+        self.largest = 0
+
+    def recv_multipart(self, *args: Any, **kwargs: Any) -> list[Any]:
+        parts = self._socket.recv_multipart(*args, **kwargs)
+        self.frames.extend(weakref.ref(part) for part in parts)
+        self.largest = max(self.largest, *(len(part.bytes) for part in parts))
+        return parts
+
+
+async def test_output_read_by_the_watch_is_not_kept(kernels: AsyncMappingKernelManager):
+    # The watch reads frames without copying them: they are the kernel's messages, which
+    # can be megabytes of output. After the output stops, none may stay alive.
+    kernel_id = await kernels.start_kernel(kernel_name="python3")
+    kernel = kernels.get_kernel(kernel_id)
+    watch = kernel._activity_stream
+    assert isinstance(watch, BatchedActivityWatch)
+    recorder = RecordingSocket(watch._shadow)
+    watch._shadow = recorder
+    client = kernel.client()
+    client.start_channels()
+    try:
+        before = kernel.last_activity
+
+        async def subscribed() -> None:
+            while kernel.last_activity == before:
+                client.execute("pass")
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(subscribed(), 30)
+        client.execute("print('x' * 5_000_000)")
+        await wait_for(lambda: recorder.largest > 5_000_000)
+        await wait_for(lambda: kernel.execution_state == "idle")
+        gc.collect()
+        await wait_for(lambda: all(ref() is None for ref in recorder.frames), timeout=5)
     finally:
         client.stop_channels()

@@ -91,7 +91,11 @@ class BatchedActivityWatch:
                 record_activity(self._manager, self._kernel, self._session, batch)
             except Exception:
                 log.exception("activity watch: cannot record a batch")
-            if len(batch) < MAX_BATCH:  # else more is waiting: read on at once
+            full = len(batch) >= MAX_BATCH  # more is waiting: read on at once
+            # Its frames are the messages themselves (megabytes of output, maybe): not
+            # kept while waiting for the next, which may be hours away.
+            del batch
+            if not full:
                 await asyncio.sleep(self._interval)
 
     def _ready(self) -> list[list[zmq.Frame]]:

@@ -182,6 +182,10 @@ class IopubPump:
                     log.exception(
                         "error while handling output of kernel %s", self._connection.kernel_id
                     )
+                had_output = bool(batch)
+                # Not kept while waiting for more: its text may be megabytes, and the
+                # next output may be hours away.
+                del batch
                 if self._renew and getter is None:
                     await self._swap_client()
                 for barrier in barriers:
@@ -196,7 +200,7 @@ class IopubPump:
                     # millisecond then costs one transaction, one stored update and one
                     # message per client per interval, not per line. After quiet, the
                     # first message is written at once.
-                    await asyncio.sleep(self._batch_interval if batch else 0)
+                    await asyncio.sleep(self._batch_interval if had_output else 0)
         finally:
             for future in (getter, waker):
                 if future is not None:

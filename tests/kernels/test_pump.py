@@ -1,0 +1,62 @@
+"""The pump hands each batch over and keeps nothing of it (kernels/pump.py).
+
+A unit test with a stand-in connection: the pump's only job here is not to hold on to
+the last batch while it waits for the next, which may come hours later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from typing import Any
+
+from ydoc_outputs.kernels.pump import IopubPump
+
+
+class Message(dict[str, Any]):
+    """A message that can be weakly referenced (a plain dict cannot)."""
+
+
+class Reader:
+    def __init__(self) -> None:
+        self.arrived: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def first(self) -> list[Message]:
+        return [await self.arrived.get()]
+
+    async def more(self, limit: int) -> list[Message]:
+        taken: list[Message] = []
+        while len(taken) < limit and not self.arrived.empty():
+            taken.append(self.arrived.get_nowait())
+        return taken
+
+
+class Connection:
+    kernel_id = "k"
+
+    def __init__(self) -> None:
+        self.reader = Reader()
+
+
+async def test_the_last_batch_is_not_kept_while_waiting_for_output() -> None:
+    connection = Connection()
+    handled: list[weakref.ref[Message]] = []
+
+    async def handle(batch: list[Any]) -> None:
+        handled.extend(weakref.ref(message) for message in batch)
+
+    pump = IopubPump(connection, handle, batch_interval=0.01)  # type: ignore[arg-type]
+    task = asyncio.create_task(pump.run())
+    try:
+        for i in range(3):  # a batch of three: one read, then what else had arrived
+            connection.reader.arrived.put_nowait(Message(text="x" * 1_000_000, i=i))
+        await pump.drain()
+        assert len(handled) == 3
+        # The pump now waits for the next message; nothing may keep these alive.
+        await asyncio.sleep(0.05)
+        gc.collect()
+        assert [ref() for ref in handled] == [None, None, None]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
