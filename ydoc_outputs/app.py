@@ -16,6 +16,7 @@ from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
 from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
+from .heap import limit_retained_memory
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
@@ -178,6 +179,17 @@ class YdocOutputsApp(ExtensionApp):
         "cost, with last_activity and execution_state at most 50 ms late.",
     )
 
+    malloc_trim_threshold = Int(
+        4 << 20,
+        config=True,
+        help="Bytes of free memory at the top of one of malloc's heaps that glibc gives "
+        "back to the system at once (mallopt M_TRIM_THRESHOLD; the mmap threshold is "
+        "then fixed at 32 MiB). glibc otherwise raises this threshold as large blocks are "
+        "freed, up to 64 MiB per thread's arena, and zmq's I/O threads allocate every "
+        "kernel message: after a flood of output, tens of megabytes stayed in the "
+        "process. Affects the whole server process. 0: leave glibc's own thresholds.",
+    )
+
     room_manager: RoomManager
     execution: ExecutionService
     websocket_limits: WebsocketLimits
@@ -221,6 +233,8 @@ class YdocOutputsApp(ExtensionApp):
             max_pending_bytes=self.websocket_max_pending_bytes,
         )
         self.settings["ydoc_outputs"] = self
+        if self.malloc_trim_threshold > 0:
+            limit_retained_memory(self.malloc_trim_threshold)
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(
                 "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",
