@@ -340,19 +340,27 @@ class AlternativeServer(ServerProcess):
         """GET ``path`` (e.g. ``api/contents/x.ipynb``) from the server, with the token."""
         return await self.session.http.get(path if path.startswith("/") else f"/{path}")
 
-    async def connect(self, path: str) -> RoomClient:
-        """Join the notebook's room at ``path`` as the alternative's frontend does, and
-        connect one synced client."""
+    async def _room(self, path: str) -> tuple[str, str]:
+        """The room of the notebook at ``path`` and its websocket URL, found as the
+        alternative's frontend finds them."""
         server = self.session.server
         if self.kind == "nbmodel":
             session = await self.session.open(path)  # PUT api/collaboration/session/{path}
             room: str = session["room"]
-            url = server.ws_url(room, session["sessionId"])
-        else:
-            response = await self.session.http.post("/api/fileid/index", params={"path": path})
-            response.raise_for_status()
-            room = f"json:notebook:{response.json()['id']}"
-            url = server.ws_url(room, None)
+            return room, server.ws_url(room, session["sessionId"])
+        response = await self.session.http.post("/api/fileid/index", params={"path": path})
+        response.raise_for_status()
+        room = f"json:notebook:{response.json()['id']}"
+        return room, server.ws_url(room, None)
+
+    async def room_url(self, path: str) -> str:
+        """The websocket URL of the room of the notebook at ``path``."""
+        return (await self._room(path))[1]
+
+    async def connect(self, path: str) -> RoomClient:
+        """Join the notebook's room at ``path`` as the alternative's frontend does, and
+        connect one synced client."""
+        room, url = await self._room(path)
         client = YClient(url)
         await client.connect()
         self._paths[room] = path

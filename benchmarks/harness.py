@@ -188,6 +188,11 @@ class ExtensionServer(ServerProcess):
         self._start(self._args)
         return self
 
+    async def room_url(self, path: str) -> str:
+        """Open a collaboration session on ``path``; the websocket URL of its room."""
+        session = await self.session.open(path)
+        return self.session.server.ws_url(session["room"], session["sessionId"])
+
     async def connect(self, path: str) -> RoomClient:
         """Open a collaboration session on ``path`` and connect one synced client."""
         session = await self.session.open(path)

@@ -35,8 +35,6 @@ ALTERNATIVES = ("nbmodel", "documents")
 CELL_BYTES = 4 * 1024 * 1024
 #: Seconds past which a server's sync gets only ``repeat`` samples, not three times that.
 SLOW_SYNC = 2.0
-#: Largest notebook whose first opening is measured ``repeat`` times (else once).
-FIRST_SYNC_MAX_MB = 10
 Server = ExtensionServer | AlternativeServer
 
 
@@ -106,7 +104,7 @@ class _Series:
     server: Server
     holder: RoomClient
     file_mb: float
-    first: list[float]
+    first: list[float] = field(default_factory=list)
     again: list[float] = field(default_factory=list)
     changed: list[float] = field(default_factory=list)
     contents: list[float] = field(default_factory=list)
@@ -165,21 +163,20 @@ async def _open(server: Server, name: str, megabytes: int) -> tuple[str, _Series
     (server.root / path).write_text(text)
     (server.root / copy_of(path)).write_text(text)
     file_mb = (server.root / path).stat().st_size / 1e6
-    start = time.perf_counter()
     holder = await server.connect(path)  # opens the room from disk, then keeps it open
-    first = time.perf_counter() - start
-    return path, _Series(name, server, holder, file_mb, [first])
+    return path, _Series(name, server, holder, file_mb)
 
 
 async def _first_sync(server: Server, megabytes: int, turn: int) -> float:
-    """Open a room from a file of its own, as the first client; then leave it."""
+    """Open a room from a file of its own, as its first client (the page's request for
+    the room, then the sync); then leave it."""
     path = f"first-{megabytes}-{turn}.ipynb"
     (server.root / path).write_text(json.dumps(big_notebook(megabytes)))
     start = time.perf_counter()
-    client = await server.connect(path)
-    seconds = time.perf_counter() - start
-    await client.client.disconnect()
-    return seconds
+    url = await server.room_url(path)
+    found = time.perf_counter() - start
+    seconds, _ = await _sync_once(url)
+    return found + seconds
 
 
 async def run(options: Options) -> Table:
@@ -204,9 +201,8 @@ async def run(options: Options) -> Table:
             series: list[tuple[str, _Series]] = []
             for name, server in servers:
                 series.append(await _open(server, name, megabytes))
-            # More first openings, of files of their own, in a rotating order (the one
-            # above always starts with ours); one per server at 100 MB (seconds each).
-            for sample in range(1, options.repeat if megabytes <= FIRST_SYNC_MAX_MB else 1):
+            # First openings, of files of their own, in a rotating order.
+            for sample in range(options.repeat):
                 k = sample % len(series)
                 for _, one in series[k:] + series[:k]:
                     one.first.append(await _first_sync(one.server, megabytes, sample))
@@ -229,10 +225,9 @@ async def run(options: Options) -> Table:
         "target use this figure.",
         "again: a second fresh client right after, nothing changed in between (every page "
         "of a notebook reconnecting at once after a network blip).",
-        "first sync: the test suite's client (pycrdt, re-encoding what it applies), when "
-        "the room is not open yet: the server loads the file. Median of "
-        f"{options.repeat} files of their own, every server in turn, up to "
-        f"{FIRST_SYNC_MAX_MB} MB; one above.",
+        "first sync: the same client, when the room is not open yet: the server loads the "
+        "file (from the page's request for the room to the applied sync step 2). Median "
+        f"of {options.repeat} files of their own, every server in turn.",
         "contents: GET api/contents/{path}?content=1 of a copy of the notebook (no autosave "
         "rewrites it meanwhile), then parse its JSON, in this process.",
         "contents/sync above 1: the sync is faster. Target: sync ≤ contents at 10 MB.",
