@@ -309,9 +309,9 @@ async def test_awareness_reaches_every_client_and_a_goodbye_skips_its_sender(
 
 
 async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, session: Session):
-    """The whole-document answer to fresh clients is encoded once and shared until the
-    document changes: after each change, small or large, a new client holds exactly
-    what the others hold."""
+    """The whole-document answer to fresh clients is encoded once and shared, and the
+    changes since follow it in one update: after each change, small or large, a new
+    client holds exactly what the others hold."""
     path, [cell] = write_notebook(server.root, "fresh.ipynb", ["1"])
     first = await session.client(path)
     second = await session.client(path)  # the same base as the first
@@ -322,7 +322,9 @@ async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, sessi
         expected += edit
         await second.wait_for(lambda want=expected: second.cell(cell)["source"] == want)
         fresh = await session.client(path)
-        assert fresh.cell(cell)["source"] == expected
+        # Sync step 2, then the changes since the server encoded the document: the
+        # client's copy must become the others' (and wait_for fails if it does not).
+        await fresh.wait_for(lambda c=fresh, want=expected: c.cell(cell)["source"] == want, 5)
         await fresh.disconnect()
     for client in (first, second):
         await client.disconnect()

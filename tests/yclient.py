@@ -46,6 +46,7 @@ class YClient:
         await self.disconnect()
 
     async def connect(self, *, wait_synced: bool = True) -> None:
+        self._step2_seen = False
         self._ws = await websockets.connect(self.url, max_size=None)
         self._task = asyncio.create_task(self._receive())
         self._sub = self.document.ydoc.observe(self._send_local_update)
@@ -78,6 +79,7 @@ class YClient:
         task.add_done_callback(self._sending.discard)
 
     _applying = False
+    _step2_seen = False
 
     async def _safe_send(self, message: bytes) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -96,8 +98,15 @@ class YClient:
                         self._applying = False
                     if reply is not None:
                         await self._safe_send(reply)
-                    if message[1] == YSyncMessageType.SYNC_STEP2:
-                        self.synced.set()
+                    if message[1] == YSyncMessageType.SYNC_STEP2 and not self.synced.is_set():
+                        if self._step2_seen:
+                            self.synced.set()
+                        else:
+                            # The server may follow its answer with the changes since
+                            # it encoded the document: a second sync step 1 is answered
+                            # after them, so once its step 2 is here, so are they.
+                            self._step2_seen = True
+                            await self._safe_send(create_sync_message(self.document.ydoc))
                 elif message[0] == 2:
                     self.raw.append(message)
                 for listener in self.listeners:

@@ -29,6 +29,7 @@ from pycrdt import (
     create_update_message,
     handle_sync_message,
     is_awareness_disconnect_message,
+    merge_updates,
 )
 
 __all__ = ["Client", "SyncRoom"]
@@ -38,8 +39,11 @@ __all__ = ["Client", "SyncRoom"]
 EMPTY_UPDATE = b"\x00\x00"
 #: Sync step 1 of a client that has nothing yet (an empty state vector).
 FRESH_SYNC_STEP1 = b"\x00\x00\x01\x00"
-#: Seconds the whole-document answer to a fresh client is kept while nothing changes.
+#: Seconds the whole-document answer to a fresh client is kept.
 FULL_SYNC_TTL = 10.0
+#: Changes since that answer are sent with it, instead of encoding the document again,
+#: up to this many bytes or an eighth of the answer, whichever is more.
+TAIL_MAX_BYTES = 1 << 20
 
 
 class Client(Protocol):
@@ -67,9 +71,14 @@ class SyncRoom:
         self.clients: set[Client] = set()
         self._on_bad_message = on_bad_message
         self._subscription: Subscription | None = None
-        #: The answer to a fresh client, until the document changes or it expires.
+        #: The answer to a fresh client (sync step 2 of the whole document), until it
+        #: expires or the changes since outgrow it.
         self._full_sync: bytes | None = None
         self._full_sync_expiry: asyncio.TimerHandle | None = None
+        #: The updates of the transactions since, their size, and them as one message.
+        self._tail: list[bytes] = []
+        self._tail_bytes = 0
+        self._tail_message: bytes | None = None
 
     def start(self, state: bytes | None = None) -> None:
         """Broadcast every transaction from now on. ``state``: the whole document, just
@@ -89,7 +98,7 @@ class SyncRoom:
         update: bytes = event.update
         if update == EMPTY_UPDATE:
             return
-        self._forget_full_sync()
+        self._add_to_tail(update)
         if not self.clients:
             return
         message = create_update_message(update)
@@ -116,7 +125,8 @@ class SyncRoom:
     def _handle(self, client: Client, message: bytes) -> None:
         kind = message[0]
         if message == FRESH_SYNC_STEP1:
-            client.send_nowait(self._whole_document())
+            for answer in self._whole_document():
+                client.send_nowait(answer)
         elif kind == YMessageType.SYNC:
             # Applying an update broadcasts it, through the observer, to every client.
             reply = handle_sync_message(message[1:], self.ydoc)
@@ -128,14 +138,36 @@ class SyncRoom:
                 if not (leaving and other is client):
                     other.send_nowait(message)
 
-    def _whole_document(self) -> bytes:
-        """Sync step 2 with the whole document, encoded once for every fresh client
-        until the document changes: a page reload or a reconnection storm (every
-        browser of a notebook at once, after a network blip) costs one encoding."""
+    def _whole_document(self) -> list[bytes]:
+        """The messages that give a fresh client the whole document: sync step 2 of the
+        kept encoding of it, then the changes since, as one update (the client is
+        synced once it has both; in this order, nothing waits for what it builds on).
+
+        The document is encoded once for every fresh client for :data:`FULL_SYNC_TTL`
+        seconds, while it changes too: a page reload, or a reconnection storm while a
+        cell prints (every browser of a notebook at once, after a network blip), costs
+        one encoding, not one per client and change.
+        """
         if self._full_sync is None:
             self._keep_full_sync(_sync_step2(self.ydoc.get_update()))
         assert self._full_sync is not None
-        return self._full_sync
+        if not self._tail:
+            return [self._full_sync]
+        if self._tail_message is None:
+            merged = self._tail[0] if len(self._tail) == 1 else merge_updates(*self._tail)
+            self._tail = [merged]
+            self._tail_message = create_update_message(merged)
+        return [self._full_sync, self._tail_message]
+
+    def _add_to_tail(self, update: bytes) -> None:
+        if self._full_sync is None:
+            return
+        self._tail_bytes += len(update)
+        if self._tail_bytes > max(TAIL_MAX_BYTES, len(self._full_sync) // 8):
+            self._forget_full_sync()  # encoding the document again is cheaper
+            return
+        self._tail.append(update)
+        self._tail_message = None
 
     def _keep_full_sync(self, message: bytes) -> None:
         self._forget_full_sync()
@@ -145,6 +177,9 @@ class SyncRoom:
 
     def _forget_full_sync(self) -> None:
         self._full_sync = None
+        self._tail = []
+        self._tail_bytes = 0
+        self._tail_message = None
         if self._full_sync_expiry is not None:
             self._full_sync_expiry.cancel()
             self._full_sync_expiry = None
