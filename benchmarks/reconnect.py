@@ -257,8 +257,9 @@ async def run(options: Options) -> Table:
         "applied the server's sync step 2 and holds the change (below); the room is open "
         "(another client holds it, and has just typed into a cell, then the autosave ran; "
         "checked after timing: the new client has the change). The alternatives encode "
-        "the whole document; ours sends the encoding it made for a fresh client in the "
-        "last 10 s (the previous round's), if any, then the changes since as one update. "
+        "the whole document; ours sends the encoding it made for an earlier fresh client "
+        "(kept until none came for 10 s: here, the previous round's), then the changes "
+        "since as one update. "
         "contents/sync and the target use this figure.",
         "again: a second fresh client right after, nothing changed in between (every page "
         "of a notebook reconnecting at once after a network blip).",

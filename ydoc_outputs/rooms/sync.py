@@ -39,7 +39,7 @@ __all__ = ["Client", "SyncRoom"]
 EMPTY_UPDATE = b"\x00\x00"
 #: Sync step 1 of a client that has nothing yet (an empty state vector).
 FRESH_SYNC_STEP1 = b"\x00\x00\x01\x00"
-#: Seconds the whole-document answer to a fresh client is kept.
+#: Seconds the whole-document answer to a fresh client is kept after its last use.
 FULL_SYNC_TTL = 10.0
 #: Changes since that answer are sent with it, instead of encoding the document again,
 #: up to this many bytes or an eighth of the answer, whichever is more.
@@ -143,13 +143,16 @@ class SyncRoom:
         kept encoding of it, then the changes since, as one update (the client is
         synced once it has both; in this order, nothing waits for what it builds on).
 
-        The document is encoded once for every fresh client for :data:`FULL_SYNC_TTL`
-        seconds, while it changes too: a page reload, or a reconnection storm while a
-        cell prints (every browser of a notebook at once, after a network blip), costs
-        one encoding, not one per client and change.
+        The document is encoded once for every fresh client until none came for
+        :data:`FULL_SYNC_TTL` seconds, while it changes too: a page reload, or a
+        reconnection storm while a cell prints (every browser of a notebook at once,
+        after a network blip, some of them retrying for a while), costs one encoding,
+        not one per client and change.
         """
         if self._full_sync is None:
             self._keep_full_sync(_sync_step2(self.ydoc.get_update()))
+        else:
+            self._expire_later()
         assert self._full_sync is not None
         if not self._tail:
             return [self._full_sync]
@@ -172,6 +175,11 @@ class SyncRoom:
     def _keep_full_sync(self, message: bytes) -> None:
         self._forget_full_sync()
         self._full_sync = message
+        self._expire_later()
+
+    def _expire_later(self) -> None:
+        if self._full_sync_expiry is not None:
+            self._full_sync_expiry.cancel()
         loop = asyncio.get_running_loop()
         self._full_sync_expiry = loop.call_later(FULL_SYNC_TTL, self._forget_full_sync)
 
