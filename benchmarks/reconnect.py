@@ -29,7 +29,7 @@ from pycrdt import (
 )
 
 from .alternatives import AlternativeServer
-from .harness import ExtensionServer, Options, RoomClient
+from .harness import ExtensionServer, Options, RoomClient, process_cpu_seconds
 from .report import Table, median
 
 __all__ = ["run"]
@@ -101,6 +101,24 @@ async def _sync_once(url: str, expect: str | None = None) -> tuple[float, int]:
     return seconds, len(update)
 
 
+#: A server is quiet once it used at most this much CPU over :data:`QUIET_WINDOW`.
+QUIET_CPU = 0.005
+QUIET_WINDOW = 0.2
+
+
+async def _quiet(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait until every server process is idle (or ``timeout``): what one server still
+    does after its turn (saving the change it was sent, writing its store) must not
+    fall on the next server's measurement."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        before = [process_cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(QUIET_WINDOW)
+        after = [process_cpu_seconds(pid) for pid in pids]
+        if all(b - a <= QUIET_CPU for a, b in zip(before, after, strict=True)):
+            return
+
+
 async def _contents_once(server: Server, path: str) -> float:
     start = time.perf_counter()
     response = await server.session.http.get(f"/api/contents/{path}", params={"content": "1"})
@@ -124,7 +142,7 @@ class _Series:
     doc_bytes: int = 0
     changes: int = 0
 
-    async def round(self, path: str) -> None:
+    async def round(self, path: str, quiet: list[int]) -> None:
         url = self.holder.client.url
         # A change (the holder types into a cell) and the autosave it arms, which sets
         # the file's new hash in the document: nothing encoded before can be reused.
@@ -142,6 +160,7 @@ class _Series:
                 break  # a server that keeps no hash in the document
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # what each server does after a save is not charged here
+        await _quiet(quiet)
         seconds, _ = await _sync_once(url, expect=mark)
         self.changed.append(seconds)
         # A second fresh client at once, nothing changed in between.
@@ -248,7 +267,7 @@ async def run(options: Options) -> Table:
                 for path, one in turn:
                     if len(one.changed) >= options.repeat and one.changed[-1] > SLOW_SYNC:
                         continue  # fewer samples of a server that takes seconds per sync
-                    await one.round(path)
+                    await one.round(path, [server.pid for _, server in servers])
             for _, one in series:
                 table.rows.append([*one.row(megabytes), _ours_fastest(series, one)])
                 await one.holder.client.disconnect()
@@ -256,7 +275,9 @@ async def run(options: Options) -> Table:
         "sync: connect a y-websocket client (a pycrdt Doc, in this process) until it "
         "applied the server's sync step 2 and holds the change (below); the room is open "
         "(another client holds it, and has just typed into a cell, then the autosave ran; "
-        "checked after timing: the new client has the change). The alternatives encode "
+        "checked after timing: the new client has the change; every server process was "
+        "idle for 0.2 s before, so that no server's work after its turn falls on "
+        "another's). The alternatives encode "
         "the whole document; ours sends the encoding it made for an earlier fresh client "
         "(kept until none came for 10 s: here, the previous round's), then the changes "
         "since as one update. "
