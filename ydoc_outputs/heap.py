@@ -5,8 +5,9 @@ reducer joins and pycrdt copies. glibc's malloc raises its mmap threshold each t
 a block is freed, so later large blocks come from the heap, where freed memory stays in
 the process: 100 MB printed grew the server by 400 MB, though the document held 10 MB.
 ``malloc_trim`` returns the heap's free pages after a burst; it is a no-op where glibc is
-not the allocator. (A fixed threshold, ``mallopt(M_MMAP_THRESHOLD)``, kept memory lower
-but made ingest three times slower: every large block then costs a fresh mapping.)
+not the allocator. (A low fixed mmap threshold, ``mallopt(M_MMAP_THRESHOLD)``, kept
+memory lower but made ingest three times slower: every large block then costs a fresh
+mapping. The one :func:`limit_retained_memory` sets is glibc's own ceiling.)
 
 ``malloc_trim`` does not reach one kind of free memory: the top of a thread's arena.
 zmq's I/O threads allocate every message they receive, so a burst of output leaves free
