@@ -8,6 +8,7 @@ goes back. Each case runs in a process of its own: the setting is process-wide.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -69,3 +70,26 @@ def test_a_threads_free_memory_goes_back_with_the_limit() -> None:
 def test_without_the_limit_it_stays_even_after_malloc_trim() -> None:
     # Why the limit exists; if a glibc ever gives it back on its own, this says so.
     assert kept_kb("default") > 8 * 1024
+
+
+async def test_the_low_threshold_lasts_as_long_as_the_flood(monkeypatch) -> None:
+    # Lower only while output floods in: each large message sent otherwise (a big
+    # notebook's sync) would fault its memory in afresh.
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "set_trim_threshold", calls.append)
+    monkeypatch.setattr(heap, "release_free_memory", lambda: True)
+    trimmer = heap.HeapTrimmer(interval=0.01, threshold=100, flood_trim_threshold=4096)
+    trimmer.note(50)
+    assert not trimmer.flooding and calls == []
+    trimmer.note(50)
+    assert trimmer.flooding and calls == [4096]
+    for _ in range(3):  # output goes on: still the flood's threshold
+        await asyncio.sleep(0.015)
+        trimmer.note(200)
+    assert trimmer.flooding and calls == [4096]
+    for _ in range(200):  # then the output stops: two more trims, then calm again
+        if not trimmer.flooding:
+            break
+        await asyncio.sleep(0.01)
+    assert not trimmer.flooding and calls == [4096, heap.CALM_TRIM_THRESHOLD]
+    trimmer.stop()

@@ -16,7 +16,7 @@ from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
 from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
-from .heap import limit_retained_memory
+from .heap import CALM_TRIM_THRESHOLD, limit_retained_memory
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
@@ -182,9 +182,10 @@ class YdocOutputsApp(ExtensionApp):
     malloc_trim_threshold = Int(
         4 << 20,
         config=True,
-        help="Bytes of free memory at the top of one of malloc's heaps that glibc gives "
-        "back to the system at once (mallopt M_TRIM_THRESHOLD; the mmap threshold is "
-        "then fixed at 32 MiB). glibc otherwise raises this threshold as large blocks are "
+        help="While a flood of output lasts (and a few seconds after), bytes of free "
+        "memory at the top of one of malloc's heaps that glibc gives back to the system "
+        "at once (mallopt M_TRIM_THRESHOLD); otherwise 32 MiB, with the mmap threshold "
+        "fixed at 32 MiB. glibc otherwise raises this threshold as large blocks are "
         "freed, up to 64 MiB per thread's arena, and zmq's I/O threads allocate every "
         "kernel message: after a flood of output, tens of megabytes stayed in the "
         "process. Affects the whole server process. 0: leave glibc's own thresholds.",
@@ -222,6 +223,7 @@ class YdocOutputsApp(ExtensionApp):
             self.room_manager,
             self.run_order_window,
             self.output_batch_interval,
+            flood_trim_threshold=self.malloc_trim_threshold or None,
         )
         self.websocket_limits = WebsocketLimits(
             max_message_bytes=self.websocket_max_message_bytes,
@@ -234,7 +236,7 @@ class YdocOutputsApp(ExtensionApp):
         )
         self.settings["ydoc_outputs"] = self
         if self.malloc_trim_threshold > 0:
-            limit_retained_memory(self.malloc_trim_threshold)
+            limit_retained_memory(max(CALM_TRIM_THRESHOLD, self.malloc_trim_threshold))
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(
                 "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",

@@ -16,7 +16,10 @@ threshold; and glibc raises that threshold as large blocks are freed, up to 64 M
 memory kept after 1 GB printed varied from run to run by tens of megabytes for this
 reason. :func:`limit_retained_memory` fixes both thresholds: large blocks still come from
 the heaps (the mmap threshold at glibc's own dynamic ceiling), and a heap's free top is
-given back once it exceeds a few megabytes.
+given back once it exceeds :data:`CALM_TRIM_THRESHOLD`; while a flood of output lasts,
+:class:`HeapTrimmer` lowers that to a few megabytes. Not always: each large message sent
+(a 10 MB notebook's sync) would then fault its memory in afresh, about 10 ms more per
+10 MB.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ import ctypes
 import ctypes.util
 import logging
 
-__all__ = ["MMAP_THRESHOLD", "HeapTrimmer", "limit_retained_memory", "release_free_memory"]
+__all__ = [
+    "CALM_TRIM_THRESHOLD",
+    "MMAP_THRESHOLD",
+    "HeapTrimmer",
+    "limit_retained_memory",
+    "release_free_memory",
+    "set_trim_threshold",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,8 @@ _M_MMAP_THRESHOLD = -3
 #: Blocks below this size come from malloc's heaps: the ceiling of glibc's own dynamic
 #: threshold on 64-bit systems, which it reaches once blocks that large were freed.
 MMAP_THRESHOLD = 32 << 20
+#: The trim threshold when no flood of output is going on.
+CALM_TRIM_THRESHOLD = 32 << 20
 
 
 def limit_retained_memory(trim_threshold: int) -> bool:
@@ -68,10 +80,16 @@ def limit_retained_memory(trim_threshold: int) -> bool:
     """
     if _LIBC is None or not hasattr(_LIBC, "mallopt"):
         return False
-    return bool(
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        and _LIBC.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and set_trim_threshold(
+        trim_threshold
     )
+
+
+def set_trim_threshold(trim_threshold: int) -> bool:
+    """Set glibc's trim threshold (``mallopt(M_TRIM_THRESHOLD)``); whether it was set."""
+    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
+        return False
+    return bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def release_free_memory() -> bool:
@@ -96,20 +114,34 @@ class HeapTrimmer:
     Args:
         interval: Seconds between two trims.
         threshold: Characters of output since the last trim that make one worth it.
+        flood_trim_threshold: If set, glibc's trim threshold from the first trim until
+            the last (see :func:`limit_retained_memory`), then :data:`CALM_TRIM_THRESHOLD`
+            again.
     """
 
-    def __init__(self, interval: float = 2.0, threshold: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        interval: float = 2.0,
+        threshold: int = 1 << 20,
+        flood_trim_threshold: int | None = None,
+    ) -> None:
         self._interval = interval
         self._threshold = threshold
+        self._flood_trim_threshold = flood_trim_threshold
         self._pending = 0
         self._after = 0  # trims still due after the output stopped
         self._timer: asyncio.TimerHandle | None = None
+        self.flooding = False
 
     def note(self, chars: int) -> None:
         """``chars`` characters of output were handled."""
         self._pending += chars
         if self._timer is None and self._pending >= self._threshold:
             self._timer = asyncio.get_running_loop().call_later(self._interval, self._fire)
+            if not self.flooding:
+                self.flooding = True
+                if self._flood_trim_threshold is not None:
+                    set_trim_threshold(self._flood_trim_threshold)
 
     def _fire(self) -> None:
         self._timer = None
@@ -118,6 +150,9 @@ class HeapTrimmer:
         elif self._after:
             self._after -= 1
         else:
+            self.flooding = False
+            if self._flood_trim_threshold is not None:
+                set_trim_threshold(max(CALM_TRIM_THRESHOLD, self._flood_trim_threshold))
             return
         self._pending = 0
         release_free_memory()

@@ -32,12 +32,13 @@ class ExecutionService:
         rooms: RoomManager,
         order_window: float,
         batch_interval: float = 0.0,
+        flood_trim_threshold: int | None = None,
     ) -> None:
         self._kernels = kernel_manager
         self._rooms = rooms
         self._order_window = order_window
         self._batch_interval = batch_interval
-        self._trimmer = HeapTrimmer()
+        self._trimmer = HeapTrimmer(flood_trim_threshold=flood_trim_threshold)
         self.router = ParentRouter()
         self._runners: dict[str, KernelRunner] = {}
         self._stopping: set[asyncio.Task[None]] = set()
