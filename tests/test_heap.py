@@ -76,9 +76,12 @@ async def test_the_low_threshold_lasts_as_long_as_the_flood(monkeypatch) -> None
     # Lower only while output floods in: each large message sent otherwise (a big
     # notebook's sync) would fault its memory in afresh.
     calls: list[int] = []
+    monkeypatch.setattr(heap, "limit_retained_memory", lambda t: calls.append(-t))
     monkeypatch.setattr(heap, "set_trim_threshold", calls.append)
     monkeypatch.setattr(heap, "release_free_memory", lambda: True)
     trimmer = heap.HeapTrimmer(interval=0.01, threshold=100, flood_trim_threshold=4096)
+    assert calls == [-heap.CALM_TRIM_THRESHOLD]  # calm from the start
+    calls.clear()
     trimmer.note(50)
     assert not trimmer.flooding and calls == []
     trimmer.note(50)

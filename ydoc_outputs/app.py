@@ -16,7 +16,6 @@ from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
 from .handlers.output import OutputHandler
 from .handlers.unsupported import UnsupportedHandler
-from .heap import CALM_TRIM_THRESHOLD, limit_retained_memory
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
@@ -235,8 +234,6 @@ class YdocOutputsApp(ExtensionApp):
             max_pending_bytes=self.websocket_max_pending_bytes,
         )
         self.settings["ydoc_outputs"] = self
-        if self.malloc_trim_threshold > 0:
-            limit_retained_memory(max(CALM_TRIM_THRESHOLD, self.malloc_trim_threshold))
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(
                 "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",

@@ -114,9 +114,10 @@ class HeapTrimmer:
     Args:
         interval: Seconds between two trims.
         threshold: Characters of output since the last trim that make one worth it.
-        flood_trim_threshold: If set, glibc's trim threshold from the first trim until
-            the last (see :func:`limit_retained_memory`), then :data:`CALM_TRIM_THRESHOLD`
-            again.
+        flood_trim_threshold: If set, the trimmer owns glibc's thresholds (see
+            :func:`limit_retained_memory`): the trim threshold is this from the first
+            trim of a flood until its last, and :data:`CALM_TRIM_THRESHOLD` (or this, if
+            larger) otherwise, from construction on.
     """
 
     def __init__(
@@ -128,6 +129,10 @@ class HeapTrimmer:
         self._interval = interval
         self._threshold = threshold
         self._flood_trim_threshold = flood_trim_threshold
+        self._calm_trim_threshold: int | None = None
+        if flood_trim_threshold is not None:
+            self._calm_trim_threshold = max(CALM_TRIM_THRESHOLD, flood_trim_threshold)
+            limit_retained_memory(self._calm_trim_threshold)
         self._pending = 0
         self._after = 0  # trims still due after the output stopped
         self._timer: asyncio.TimerHandle | None = None
@@ -151,8 +156,8 @@ class HeapTrimmer:
             self._after -= 1
         else:
             self.flooding = False
-            if self._flood_trim_threshold is not None:
-                set_trim_threshold(max(CALM_TRIM_THRESHOLD, self._flood_trim_threshold))
+            if self._calm_trim_threshold is not None:
+                set_trim_threshold(self._calm_trim_threshold)
             return
         self._pending = 0
         release_free_memory()
