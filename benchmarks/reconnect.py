@@ -279,8 +279,9 @@ async def run(options: Options) -> Table:
         "idle for 0.2 s before, so that no server's work after its turn falls on "
         "another's). The alternatives encode "
         "the whole document; ours sends the encoding it made for an earlier fresh client "
-        "(kept until none came for 10 s: here, the previous round's), then the changes "
-        "since as one update. "
+        "or when it loaded the file (kept while the room is open, within "
+        "sync_cache_bytes: here, the previous round's), then the changes since as one "
+        "update. "
         "contents/sync and the target use this figure.",
         "again: a second fresh client right after, nothing changed in between (every page "
         "of a notebook reconnecting at once after a network blip).",

@@ -2,18 +2,18 @@
 
 Unit tests of the room's bookkeeping, with a stand-in for the websocket: the messages a
 fresh client gets, applied in order to an empty document, must give the document as it
-is now, and the document is encoded again only once the changes outgrow the answer.
+is now; the document is encoded again only once the changes outgrow the answer, or the
+rooms' shared budget of kept answers needs its bytes.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pycrdt import Doc, Text, YMessageType, YSyncMessageType, handle_sync_message
 
 from ydoc_outputs.rooms import sync
-from ydoc_outputs.rooms.sync import FRESH_SYNC_STEP1, SyncRoom
+from ydoc_outputs.rooms.sync import FRESH_SYNC_STEP1, AnswerCache, SyncRoom
 
 
 class Client:
@@ -86,22 +86,65 @@ async def test_changes_follow_the_kept_answer_until_they_outgrow_it(monkeypatch)
         room.stop()
 
 
-async def test_the_answer_expires_once_no_fresh_client_came_for_a_while(monkeypatch) -> None:
-    monkeypatch.setattr(sync, "FULL_SYNC_TTL", 0.5)
+def room_of(text: str, cache: AnswerCache) -> tuple[SyncRoom, Text]:
     doc: Doc[Any] = Doc()
-    text = doc.get("text", type=Text)
-    text += "abc"
-    room = SyncRoom(doc, lambda e, client: None)
+    ytext = doc.get("text", type=Text)
+    ytext += text
+    room = SyncRoom(doc, lambda e, client: None, cache)
     room.start()
+    return room, ytext
+
+
+async def test_rooms_share_one_budget_the_answer_least_recently_sent_goes_first() -> None:
+    cache = AnswerCache(max_bytes=25_000)
+    first, first_text = room_of("a" * 10_000, cache)
+    second, _ = room_of("b" * 10_000, cache)
+    third, _ = room_of("c" * 10_000, cache)
+    try:
+        [one] = await fresh_client(first)
+        [two] = await fresh_client(second)
+        assert cache.bytes == len(one) + len(two)
+        assert (await fresh_client(first))[0] is one  # kept; now the most recent
+
+        [three] = await fresh_client(third)  # no room for three: two goes, not one
+        assert cache.bytes == len(one) + len(three)
+        assert (await fresh_client(first))[0] is one
+        assert (await fresh_client(third))[0] is three
+        again = await fresh_client(second)
+        assert again[0] is not two and applied(again) == "b" * 10_000
+
+        first_text += "!"  # a change travels after the kept answer, and counts nowhere
+        answer = await fresh_client(first)
+        assert applied(answer) == "a" * 10_000 + "!"
+    finally:
+        for room in (first, second, third):
+            room.stop()
+    assert cache.bytes == 0  # a stopped room keeps nothing
+
+
+async def test_an_answer_over_the_budget_is_sent_not_kept() -> None:
+    cache = AnswerCache(max_bytes=5_000)
+    room, text = room_of("x" * 10_000, cache)
     try:
         [whole] = await fresh_client(room)
-        text += "d"
-        for _ in range(5):  # a client every 0.15 s keeps it past its lifetime
-            await asyncio.sleep(0.15)
-            assert (await fresh_client(room))[0] is whole
-        await asyncio.sleep(0.8)
+        text += "y"
         answer = await fresh_client(room)
         assert len(answer) == 1 and answer[0] is not whole
-        assert applied(answer) == "abcd"
+        assert applied(answer) == "x" * 10_000 + "y"
+        assert cache.bytes == 0
+    finally:
+        room.stop()
+
+
+async def test_changes_that_outgrow_the_answer_free_its_bytes(monkeypatch) -> None:
+    monkeypatch.setattr(sync, "TAIL_MAX_BYTES", 1_000)
+    cache = AnswerCache()
+    room, text = room_of("x" * 10_000, cache)
+    try:
+        [whole] = await fresh_client(room)
+        assert cache.bytes == len(whole)
+        text += "y" * 2_000
+        assert cache.bytes == 0  # dropped at once, not at the next fresh client
+        assert applied(await fresh_client(room)) == str(text)
     finally:
         room.stop()

@@ -23,6 +23,7 @@ from .outputs.reducer import OutputLimits
 from .rooms.handlers import RoomWebsocketHandler, SessionHandler
 from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
+from .rooms.sync import CACHE_BYTES
 from .store.ystore import UpdateStore
 
 __all__ = ["YdocOutputsApp"]
@@ -178,6 +179,17 @@ class YdocOutputsApp(ExtensionApp):
         "cost, with last_activity and execution_state at most 50 ms late.",
     )
 
+    sync_cache_bytes = Int(
+        CACHE_BYTES,
+        config=True,
+        help="Bytes of memory, over all open rooms, for the encoded whole document each "
+        "room keeps to answer its next fresh client (a reload, a reconnection after a "
+        "network blip) without encoding the document again; the changes made since are "
+        "sent after it, until they outgrow an eighth of it (or 1 MiB). The answer least "
+        "recently sent is dropped first; a room's answer goes when the room closes. "
+        "0: encode the document for every fresh client.",
+    )
+
     malloc_trim_threshold = Int(
         4 << 20,
         config=True,
@@ -216,6 +228,7 @@ class YdocOutputsApp(ExtensionApp):
             file_poll_interval=self.file_poll_interval,
             spill_root=Path(self.spill_path) if self.spill_path else data_dir / "spill",
             output_url=self._output_url,
+            sync_cache_bytes=self.sync_cache_bytes,
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager,

@@ -20,6 +20,7 @@ from ..outputs.reducer import OutputLimits
 from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
+from .sync import CACHE_BYTES, AnswerCache
 from .watcher import CLOSE_FILE_DELETED, FileWatcher
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
@@ -55,6 +56,7 @@ class RoomManager:
         file_poll_interval: float = 1.0,
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
+        sync_cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -75,6 +77,8 @@ class RoomManager:
         #: Where truncated cells spill their middle output, and the URL that serves it.
         self.spill_root = spill_root
         self.output_url = output_url
+        #: The whole-document answers to fresh clients that the rooms keep, in one budget.
+        self.answers = AnswerCache(sync_cache_bytes)
 
     async def start_store(self) -> None:
         """Open the update store (once) and record this process's session id in it."""
@@ -169,6 +173,7 @@ class RoomManager:
             "autosave_delay": self.autosave_delay,
             "store": store,
             "squash_after": self.squash_after,
+            "answers": self.answers,
         }
         room: DocumentRoom
         if kind is NOTEBOOK:

@@ -22,7 +22,7 @@ from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter, truncation_marker
 from .protocol import CLOSE_BAD_REQUEST, SYNC_MESSAGE, FrameReader
-from .sync import EMPTY_UPDATE, Client, SyncRoom
+from .sync import EMPTY_UPDATE, AnswerCache, Client, SyncRoom
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
 
@@ -61,6 +61,7 @@ class DocumentRoom:
         autosave_delay: float,
         store: UpdateStore | None = None,
         squash_after: float | None = None,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.key = key
         self.doc: YBaseDoc = key.kind.new_document()
@@ -76,7 +77,7 @@ class DocumentRoom:
         self.file_stamp: tuple[Any, Any] | None = None
         #: Tries every client update on a shadow copy before the room applies it.
         self.guard = key.kind.guard(self.doc)
-        self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message)
+        self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message, answers)
         self.autosaver = Autosaver(
             self.doc, lambda: key.kind.snapshot(self.doc), lambda: save(self), autosave_delay
         )
@@ -177,11 +178,17 @@ class NotebookRoom(DocumentRoom):
         limits: OutputLimits,
         store: UpdateStore | None = None,
         squash_after: float | None = None,
+        answers: AnswerCache | None = None,
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
     ) -> None:
         super().__init__(
-            key, save, autosave_delay=autosave_delay, store=store, squash_after=squash_after
+            key,
+            save,
+            autosave_delay=autosave_delay,
+            store=store,
+            squash_after=squash_after,
+            answers=answers,
         )
         self.reducer = OutputReducer(limits)
         #: Outputs dropped from truncated cells (None: they are discarded).

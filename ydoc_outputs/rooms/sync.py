@@ -14,7 +14,7 @@ use the echo to keep their connection alive).
 
 from __future__ import annotations
 
-import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -32,15 +32,16 @@ from pycrdt import (
     merge_updates,
 )
 
-__all__ = ["Client", "SyncRoom"]
+__all__ = ["AnswerCache", "Client", "SyncRoom"]
 
 
 #: The update of a transaction that changed nothing.
 EMPTY_UPDATE = b"\x00\x00"
 #: Sync step 1 of a client that has nothing yet (an empty state vector).
 FRESH_SYNC_STEP1 = b"\x00\x00\x01\x00"
-#: Seconds the whole-document answer to a fresh client is kept after its last use.
-FULL_SYNC_TTL = 10.0
+#: Bytes of whole-document answers kept over all rooms, unless configured otherwise
+#: (``sync_cache_bytes``): a 100 MB notebook's, or a dozen of 10 MB.
+CACHE_BYTES = 128 << 20
 #: Changes since that answer are sent with it, instead of encoding the document again,
 #: up to this many bytes or an eighth of the answer, whichever is more.
 TAIL_MAX_BYTES = 1 << 20
@@ -58,6 +59,44 @@ class Client(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class AnswerCache:
+    """The whole-document answers that rooms keep for their fresh clients, within one
+    budget of bytes over every room of the process: to admit one, the answers least
+    recently sent go first.
+
+    Attributes:
+        max_bytes: The budget; 0 keeps nothing.
+        bytes: The size of the answers kept now.
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._rooms: OrderedDict[SyncRoom, int] = OrderedDict()  # least recent first
+
+    def admit(self, room: SyncRoom, size: int) -> bool:
+        """Make room for ``room``'s answer of ``size`` bytes, making other rooms forget
+        theirs if need be; whether it may keep it (not if it alone exceeds the budget)."""
+        self.release(room)
+        if size > self.max_bytes:
+            return False
+        while self.bytes + size > self.max_bytes:
+            oldest = next(iter(self._rooms))
+            oldest.forget_answer()  # releases it
+        self._rooms[room] = size
+        self.bytes += size
+        return True
+
+    def touch(self, room: SyncRoom) -> None:
+        """``room``'s answer was just sent: it goes last."""
+        self._rooms.move_to_end(room)
+
+    def release(self, room: SyncRoom) -> None:
+        size = self._rooms.pop(room, None)
+        if size is not None:
+            self.bytes -= size
+
+
 class SyncRoom:
     """Keeps the clients of one document in sync with it and with each other.
 
@@ -65,16 +104,23 @@ class SyncRoom:
         clients: The connected clients.
     """
 
-    def __init__(self, ydoc: Doc[Any], on_bad_message: Callable[[Exception, Client], None]) -> None:
-        """Serve ``ydoc``; a client whose message raises is passed to ``on_bad_message``."""
+    def __init__(
+        self,
+        ydoc: Doc[Any],
+        on_bad_message: Callable[[Exception, Client], None],
+        cache: AnswerCache | None = None,
+    ) -> None:
+        """Serve ``ydoc``; a client whose message raises is passed to ``on_bad_message``.
+        ``cache``: the budget of kept answers this room shares with others (by default
+        one of its own)."""
         self.ydoc = ydoc
         self.clients: set[Client] = set()
         self._on_bad_message = on_bad_message
+        self._cache = cache if cache is not None else AnswerCache()
         self._subscription: Subscription | None = None
-        #: The answer to a fresh client (sync step 2 of the whole document), until it
-        #: expires or the changes since outgrow it.
+        #: The answer to a fresh client (sync step 2 of the whole document), until the
+        #: changes since outgrow it, the cache needs its bytes, or the room stops.
         self._full_sync: bytes | None = None
-        self._full_sync_expiry: asyncio.TimerHandle | None = None
         #: The updates of the transactions since, their size, and them as one message.
         self._tail: list[bytes] = []
         self._tail_bytes = 0
@@ -92,7 +138,7 @@ class SyncRoom:
         if self._subscription is not None:
             self.ydoc.unobserve(self._subscription)
             self._subscription = None
-        self._forget_full_sync()
+        self.forget_answer()
 
     def _broadcast(self, event: TransactionEvent) -> None:
         update: bytes = event.update
@@ -143,16 +189,18 @@ class SyncRoom:
         kept encoding of it, then the changes since, as one update (the client is
         synced once it has both; in this order, nothing waits for what it builds on).
 
-        The document is encoded once for every fresh client until none came for
-        :data:`FULL_SYNC_TTL` seconds, while it changes too: a page reload, or a
-        reconnection storm while a cell prints (every browser of a notebook at once,
-        after a network blip, some of them retrying for a while), costs one encoding,
-        not one per client and change.
+        The encoding is kept, within the :class:`AnswerCache`'s budget, while the room is
+        open and changes little: a page reload, or a reconnection storm while a cell
+        prints (every browser of a notebook at once, after a network blip, some of them
+        retrying for a while), costs at most one encoding, not one per client and
+        change. The room's own clients are the ones that reconnect, whenever that is.
         """
         if self._full_sync is None:
-            self._keep_full_sync(_sync_step2(self.ydoc.get_update()))
+            answer = _sync_step2(self.ydoc.get_update())
+            if not self._keep_full_sync(answer):
+                return [answer]
         else:
-            self._expire_later()
+            self._cache.touch(self)
         assert self._full_sync is not None
         if not self._tail:
             return [self._full_sync]
@@ -167,30 +215,26 @@ class SyncRoom:
             return
         self._tail_bytes += len(update)
         if self._tail_bytes > max(TAIL_MAX_BYTES, len(self._full_sync) // 8):
-            self._forget_full_sync()  # encoding the document again is cheaper
+            self.forget_answer()  # encoding the document again is cheaper
             return
         self._tail.append(update)
         self._tail_message = None
 
-    def _keep_full_sync(self, message: bytes) -> None:
-        self._forget_full_sync()
+    def _keep_full_sync(self, message: bytes) -> bool:
+        """Keep ``message`` as the answer, if the cache admits it; whether it did."""
+        self.forget_answer()
+        if not self._cache.admit(self, len(message)):
+            return False
         self._full_sync = message
-        self._expire_later()
+        return True
 
-    def _expire_later(self) -> None:
-        if self._full_sync_expiry is not None:
-            self._full_sync_expiry.cancel()
-        loop = asyncio.get_running_loop()
-        self._full_sync_expiry = loop.call_later(FULL_SYNC_TTL, self._forget_full_sync)
-
-    def _forget_full_sync(self) -> None:
+    def forget_answer(self) -> None:
+        """Drop the kept answer and the changes since (its bytes leave the cache)."""
+        self._cache.release(self)
         self._full_sync = None
         self._tail = []
         self._tail_bytes = 0
         self._tail_message = None
-        if self._full_sync_expiry is not None:
-            self._full_sync_expiry.cancel()
-            self._full_sync_expiry = None
 
 
 def _sync_step2(update: bytes) -> bytes:
