@@ -737,7 +737,10 @@ async def test_a_document_larger_than_the_pending_limit_still_syncs(
     hostile_server: Server, hsession: Session
 ):
     """The limit is on what already waits: the whole-document answer to a new client's
-    sync step 1 follows the server's own step 1 at once, and may alone be larger."""
+    sync step 1 follows the server's own step 1 at once, and may alone be larger. Nor
+    does it count while changes queue behind it: the room's edits meanwhile, and those
+    the server sends right after the step 2 it kept (every message here is queued in
+    the same moment as that step 2, before any byte of it can be written)."""
     text = "y" * 3_000_000  # past the 2 MiB websocket_max_pending_bytes
     path, [cell] = write_notebook(hostile_server.root, "larger.ipynb", [text])
     for _ in range(3):  # a new room, then the open one
@@ -745,6 +748,17 @@ async def test_a_document_larger_than_the_pending_limit_still_syncs(
         assert client.cell(cell)["source"] == text
         assert not client.closed.is_set()
         await client.disconnect()
+    holder = await hsession.client(path)
+    for i in range(3):  # the room keeps its step 2: each edit goes after it
+        text += f" edit {i}"
+        source = holder.notebook.ycells[0]["source"]
+        source.insert(len(source), f" edit {i}")
+        client = await hsession.client(path)
+        assert client.cell(cell)["source"] == text
+        assert not client.closed.is_set()
+        await client.disconnect()
+    assert not holder.closed.is_set()
+    await holder.disconnect()
 
 
 async def test_execute_bodies_get_json_errors(hostile_server: Server, hsession: Session):

@@ -117,7 +117,8 @@ class YdocOutputsApp(ExtensionApp):
         WebsocketLimits.max_pending_bytes,
         config=True,
         help="Bytes that may wait to be sent to a room websocket client that does not read "
-        "them; past this the client is closed with code 4408 (it resyncs on reconnection).",
+        "them; past this the client is closed with code 4408 (it resyncs on reconnection). "
+        "The whole-document sync being sent to it does not count.",
     )
     awareness_max_bytes = Int(
         WebsocketLimits.max_awareness_bytes,

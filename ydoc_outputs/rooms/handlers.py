@@ -36,6 +36,7 @@ from .protocol import (
     CLOSE_TOO_MANY,
     CLOSE_TOO_SLOW,
     RAW_MESSAGE,
+    SYNC_MESSAGE,
     FrameError,
     FrameReader,
     MessageKind,
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 #: behind, the handler stops reading the socket (TCP back-pressure on the sender) rather
 #: than buffering a flood in memory.
 MAX_QUEUED_MESSAGES = 64
+#: The start of a sync step 2 message: the document (or what a client lacks of it), in
+#: answer to the client's sync step 1.
+SYNC_STEP2_PREFIX = bytes([SYNC_MESSAGE, 1])
 
 #: Largest request body of the session endpoint, whose body is a tiny JSON object.
 MAX_SESSION_BODY_BYTES = 4096
@@ -134,6 +138,8 @@ class WebsocketChannel:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._pending_bytes = 0
+        #: The bytes of the one sync step 2 being sent, which the limit does not count.
+        self._pending_sync_bytes = 0
         #: No message will be added any more; the room stops once the queue is empty.
         self.ended = False
 
@@ -188,11 +194,15 @@ class WebsocketChannel:
         a transaction's observer, for every client in turn."""
         if self.ended and not self._queue:
             return
-        if self._pending_bytes > self._max_pending_bytes:
+        if self._pending_bytes - self._pending_sync_bytes > self._max_pending_bytes:
             # Tornado buffers whatever the client does not read, without bound. Closing
             # loses nothing: the client's reconnection resyncs the whole document. The
             # check is on what already waits, so that one message larger than the limit
-            # (the sync of a big document, right after the server's sync step 1) goes.
+            # goes; and one sync step 2 in flight does not count, so that a document
+            # larger than the limit syncs while it changes (the updates meanwhile, and
+            # the changes the server sends right after a kept step 2, queue behind it).
+            # A second step 2 does count: a client that asks for the whole document
+            # again and again, and reads nothing, is still closed.
             self.close(CLOSE_TOO_SLOW, "client too slow: too much data waiting to be sent")
             return
         size = len(message)
@@ -205,10 +215,15 @@ class WebsocketChannel:
         # socket would need one task per client and update (50 clients at 100 updates a
         # second). The bytes count as pending until then.
         self._pending_bytes += size
-        written.add_done_callback(lambda future: self._written(future, size))
+        sync = not self._pending_sync_bytes and message.startswith(SYNC_STEP2_PREFIX)
+        if sync:
+            self._pending_sync_bytes = size
+        written.add_done_callback(lambda future: self._written(future, size, sync))
 
-    def _written(self, future: asyncio.Future[None], size: int) -> None:
+    def _written(self, future: asyncio.Future[None], size: int, sync: bool) -> None:
         self._pending_bytes -= size
+        if sync:
+            self._pending_sync_bytes = 0
         if not future.cancelled() and isinstance(future.exception(), StreamClosedError):
             self.end(drop=False)
 

@@ -22,7 +22,8 @@ class WebsocketLimits:
         request_burst: Sync step 1 and save requests accepted at once.
         max_pending_bytes: Bytes waiting to be sent to a client that does not read;
             4408 when a message comes while more than this waits, and the client
-            resyncs when it reconnects. One message larger than this is still sent.
+            resyncs when it reconnects. One message larger than this is still sent,
+            and the one sync step 2 (whole document) being sent does not count.
     """
 
     max_message_bytes: int = 10 * 1024 * 1024
