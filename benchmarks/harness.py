@@ -188,17 +188,21 @@ class ExtensionServer(ServerProcess):
         self._start(self._args)
         return self
 
+    async def _room(self, path: str) -> tuple[str, str]:
+        """Open a collaboration session on ``path``: its room's name and websocket URL."""
+        session = await self.session.open(path)
+        return session["room"], self.session.server.ws_url(session["room"], session["sessionId"])
+
     async def room_url(self, path: str) -> str:
         """Open a collaboration session on ``path``; the websocket URL of its room."""
-        session = await self.session.open(path)
-        return self.session.server.ws_url(session["room"], session["sessionId"])
+        return (await self._room(path))[1]
 
     async def connect(self, path: str) -> RoomClient:
         """Open a collaboration session on ``path`` and connect one synced client."""
-        session = await self.session.open(path)
-        client = YClient(self.session.server.ws_url(session["room"], session["sessionId"]))
+        room, url = await self._room(path)
+        client = YClient(url)
         await client.connect()
-        return RoomClient(client, session["room"])
+        return RoomClient(client, room)
 
     async def execute(self, kernel_id: str, room: str, cell_id: str) -> None:
         """POST ``api/kernels/{kernel_id}/execute`` for one cell; it answers at once."""
