@@ -35,7 +35,7 @@ from .harness import (
     stream_text,
     wait_cell_idle,
 )
-from .report import Table, median
+from .report import SIGNIFICANCE, Table, median, slower_rounds
 
 __all__ = ["TARGET", "Workload", "run", "workloads"]
 
@@ -274,11 +274,25 @@ async def run(options: Options) -> Table:
         "[nbmodel]: jupyter-server-nbmodel + jupyter-collaboration, [documents]: "
         "jupyter-server-documents, from PyPI in venvs of their own (alternatives.py), driven "
         "as their own frontends drive them, each round in turn with ours and the baseline "
-        "(one baseline series for all); last column: is our median time at most theirs. A "
+        "(one baseline series for all); last column: is our median time at most theirs; "
+        "if not, in how many rounds ours took longer, and the sign test's p-value: ours "
+        f"is slower (NO) below {SIGNIFICANCE}, else the difference is within the rounds' "
+        "own spread (tie: at the kernel's pace, one kernel process runs the same loop a "
+        "few % faster than another). A "
         f"run of theirs that takes over {SLOW_RUN:.0f} s is not repeated; one that does "
         f"not end in {ALTERNATIVE_TIMEOUT:.0f} s is reported as such.",
     ]
     return table
+
+
+def _against(ours: list[float], theirs: list[float]) -> str:
+    """Whether our runs are no slower than an alternative's: by the medians, and if
+    they say otherwise, by a sign test over the rounds (each round runs both sides)."""
+    if median(ours) <= median(theirs):
+        return "ours ≥"
+    slower, rounds, p = slower_rounds(ours, theirs)
+    verdict = "NO: ours slower" if p < SIGNIFICANCE else "tie: ours slower"
+    return f"{verdict} in {slower}/{rounds} rounds (p={p:.2f})"
 
 
 async def _compare(
@@ -313,8 +327,7 @@ async def _compare(
             )
             continue
         row = _row(name, workload, baseline, side.samples)
-        faster = median(ours.samples.ours_s) <= median(side.samples.ours_s)
-        row[-1] = "ours ≥" if faster else "NO: ours slower"
+        row[-1] = _against(ours.samples.ours_s, side.samples.ours_s)
         if side.stopped is not None:  # why it has fewer runs than the others
             row[-2] = f"{row[-2]}; then {side.stopped}"
         rows.append(row)
