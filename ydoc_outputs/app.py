@@ -45,7 +45,8 @@ class YdocOutputsApp(ExtensionApp):
     autosave_delay = Float(
         1.0,
         config=True,
-        help="Seconds between a change of a document and its save to disk.",
+        help="Seconds between a change of a document and its save to disk (for a big "
+        "notebook, at least 19 times as long as its last save took).",
     )
     run_order_window = Float(
         0.05,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 
 import pytest
 from jupyter_ydoc import YNotebook
 from pycrdt import Map, Text
 
+from ydoc_outputs.store import autosave
 from ydoc_outputs.store.autosave import Autosaver
 from ydoc_outputs.ydoc.writer import SERVER_ORIGIN
 
@@ -142,3 +144,36 @@ async def test_a_restored_document_is_compared_with_the_file() -> None:
     assert await saver.save_now() is False  # the store held nothing newer
     assert (disk.snapshots, disk.writes) == (1, 0)
     await saver.stop()
+
+
+async def test_saves_are_spaced_by_their_own_cost_while_changes_keep_coming() -> None:
+    """A slow save (a big notebook) is followed by a pause of SAVE_SPACING times its
+    length, however often the document changes; the last change still reaches disk."""
+    doc, disk, _ = opened()
+    loop = asyncio.get_running_loop()
+    spans: list[tuple[float, float]] = []
+
+    async def slow_save() -> str:
+        start = loop.time()
+        await asyncio.sleep(0.03)
+        spans.append((start, loop.time()))
+        return await disk.save()
+
+    saver = Autosaver(doc, disk.snapshot, slow_save, delay=0.01)
+    saver.start()
+    try:
+        for i in range(100):  # a change every 10 ms for a second
+            edit(doc, str(i % 10))
+            saver.mark_changed()
+            await asyncio.sleep(0.01)
+        for _ in range(1000):  # up to 10 s, on a loaded machine
+            if disk.text == disk.render():
+                break
+            await asyncio.sleep(0.01)
+        assert disk.text == disk.render()
+    finally:
+        await saver.stop()
+    # Without the spacing: a save every 40 ms or so, about 25 of them.
+    assert 2 <= len(spans) <= 5, spans
+    for (start, end), (next_start, _) in itertools.pairwise(spans):
+        assert next_start - end >= autosave.SAVE_SPACING * (end - start) - 0.005
