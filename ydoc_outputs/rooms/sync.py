@@ -120,7 +120,7 @@ class SyncRoom:
         self._subscription: Subscription | None = None
         #: The answer to a fresh client (sync step 2 of the whole document), until the
         #: changes since outgrow it, the cache needs its bytes, or the room stops.
-        self._full_sync: bytes | None = None
+        self._answer: bytes | None = None
         #: The updates of the transactions since, their size, and them as one message.
         self._tail: list[bytes] = []
         self._tail_bytes = 0
@@ -132,7 +132,7 @@ class SyncRoom:
         if self._subscription is None:
             self._subscription = self.ydoc.observe(self._broadcast)
         if state is not None:
-            self._keep_full_sync(_sync_step2(state))
+            self._keep_answer(_sync_step2(state))
 
     def stop(self) -> None:
         if self._subscription is not None:
@@ -195,43 +195,43 @@ class SyncRoom:
         retrying for a while), costs at most one encoding, not one per client and
         change. The room's own clients are the ones that reconnect, whenever that is.
         """
-        if self._full_sync is None:
+        if self._answer is None:
             answer = _sync_step2(self.ydoc.get_update())
-            if not self._keep_full_sync(answer):
+            if not self._keep_answer(answer):
                 return [answer]
         else:
             self._cache.touch(self)
-        assert self._full_sync is not None
+        assert self._answer is not None
         if not self._tail:
-            return [self._full_sync]
+            return [self._answer]
         if self._tail_message is None:
             merged = self._tail[0] if len(self._tail) == 1 else merge_updates(*self._tail)
             self._tail = [merged]
             self._tail_message = create_update_message(merged)
-        return [self._full_sync, self._tail_message]
+        return [self._answer, self._tail_message]
 
     def _add_to_tail(self, update: bytes) -> None:
-        if self._full_sync is None:
+        if self._answer is None:
             return
         self._tail_bytes += len(update)
-        if self._tail_bytes > max(TAIL_MAX_BYTES, len(self._full_sync) // 8):
+        if self._tail_bytes > max(TAIL_MAX_BYTES, len(self._answer) // 8):
             self.forget_answer()  # encoding the document again is cheaper
             return
         self._tail.append(update)
         self._tail_message = None
 
-    def _keep_full_sync(self, message: bytes) -> bool:
+    def _keep_answer(self, message: bytes) -> bool:
         """Keep ``message`` as the answer, if the cache admits it; whether it did."""
         self.forget_answer()
         if not self._cache.admit(self, len(message)):
             return False
-        self._full_sync = message
+        self._answer = message
         return True
 
     def forget_answer(self) -> None:
         """Drop the kept answer and the changes since (its bytes leave the cache)."""
         self._cache.release(self)
-        self._full_sync = None
+        self._answer = None
         self._tail = []
         self._tail_bytes = 0
         self._tail_message = None
