@@ -79,6 +79,9 @@ class Autosaver:
         self._pending = True
         if self._timer is None:
             loop = asyncio.get_running_loop()
+            # The pause after the last save, known here, keeps the timer from firing
+            # (and a task from waiting its turn) once per delay while a slow save's
+            # pause lasts; _wait_for_turn covers a save still under way.
             delay = max(self._delay, self._not_before - loop.time())
             self._timer = loop.call_later(delay, self._fire)
 
