@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from jupyter_ydoc import YNotebook
@@ -87,3 +88,36 @@ async def test_saved_hashes_and_sessions_survive_a_reopen(tmp_path: Path):
         assert not await again.known_session("session-b")
     finally:
         await again.stop()
+
+
+async def test_a_store_keyed_by_file_id_alone_drops_those_histories(tmp_path: Path):
+    """Version 1 keyed histories by file id, whatever the room's kind: a notebook opened
+    as text was rebuilt from the notebook's updates. Those cannot be told apart by kind."""
+    path = tmp_path / "updates.db"
+    store = UpdateStore(path)
+    await store.start()
+    _, updates = notebook_updates(3)
+    await store.append("json:notebook:abc", updates)
+    await store.set_saved("json:notebook:abc", "h2")
+    await store.stop()
+    db = sqlite3.connect(path)
+    with db:  # what version 1 left: a bare file id, its saved hash, a session
+        db.execute("INSERT INTO updates (doc, data, time) VALUES ('abc', x'0000', 0)")
+        db.execute("INSERT INTO saved (doc, snapshot_hash) VALUES ('abc', 'h1')")
+        db.execute("INSERT INTO sessions (id, time) VALUES ('old-session', 0)")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+
+    store = UpdateStore(path)
+    await store.start()
+    assert await store.load("abc") == []
+    assert await store.saved("abc") is None
+    assert not await store.known_session("old-session")  # its clients reload
+    assert await store.load("json:notebook:abc") == updates
+    assert await store.saved("json:notebook:abc") == "h2"
+    await store.add_session("new-session")
+    await store.stop()
+    store = UpdateStore(path)  # migrated once: a later start keeps everything
+    await store.start()
+    assert await store.known_session("new-session")
+    await store.stop()

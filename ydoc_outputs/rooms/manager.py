@@ -17,7 +17,7 @@ from jupyter_core.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
-from ..store.documents import NOTEBOOK, RoomKey, parse_room_name
+from ..store.documents import KINDS, NOTEBOOK, RoomKey, parse_room_name
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
 from .sync import CACHE_BYTES, AnswerCache
@@ -168,7 +168,7 @@ class RoomManager:
         disk_is_ours = False
         if store is not None:
             await self.start_store()
-            disk_is_ours = file_hash is not None and await store.saved(key.file_id) == file_hash
+            disk_is_ours = file_hash is not None and await store.saved(name) == file_hash
         options: dict[str, Any] = {
             "autosave_delay": self.autosave_delay,
             "store": store,
@@ -192,7 +192,7 @@ class RoomManager:
         self.watcher.start()
         if store is not None and file_hash is not None:
             # The document now agrees with this file: a later open may trust the store.
-            await store.set_saved(key.file_id, file_hash)
+            await store.set_saved(name, file_hash)
         self.rooms[name] = room
         log.info("opened room %s for %s", name, path)
         return room
@@ -212,7 +212,7 @@ class RoomManager:
         file_hash: str | None = saved.get("hash")
         room.saw_file(saved)
         if self.store is not None and file_hash is not None:
-            await self.store.set_saved(room.key.file_id, file_hash)
+            await self.store.set_saved(room.name, file_hash)
         return file_hash
 
     def hold(self, room: DocumentRoom) -> None:
@@ -263,7 +263,9 @@ class RoomManager:
         room.close_clients(CLOSE_FILE_DELETED, "the file was deleted")
         await room.stop()
         if self.store is not None:
-            await self.store.forget(room.key.file_id)
+            # Every room of the file: its other views are gone with it.
+            for kind in KINDS.values():
+                await self.store.forget(RoomKey(kind, room.key.file_id).name)
 
     async def stop(self) -> None:
         """Save and close every room (server shutdown)."""

@@ -66,7 +66,7 @@ class DocumentRoom:
         self.key = key
         self.doc: YBaseDoc = key.kind.new_document()
         self.persistence = (
-            RoomPersistence(store, key.file_id, self.doc.ydoc) if store is not None else None
+            RoomPersistence(store, key.name, self.doc.ydoc) if store is not None else None
         )
         self._squash_after = squash_after
         #: Whether the document was rebuilt from the update store (not only from disk).
@@ -192,7 +192,9 @@ class NotebookRoom(DocumentRoom):
         )
         self.reducer = OutputReducer(limits)
         #: Outputs dropped from truncated cells (None: they are discarded).
-        self.spill = SpillStore(spill_root, key.file_id) if spill_root is not None else None
+        self.spill = (
+            SpillStore(spill_root, key.name, former=key.file_id) if spill_root is not None else None
+        )
 
         def marker(cell_id: str) -> OutputDict:
             url = output_url(self.name, cell_id) if output_url is not None else None

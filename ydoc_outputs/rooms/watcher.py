@@ -109,5 +109,5 @@ class FileWatcher:
         kind.load(room.doc, model["content"])
         room.saw_file(model)
         if self._manager.store is not None and room.file_hash is not None:
-            await self._manager.store.set_saved(room.key.file_id, room.file_hash)
+            await self._manager.store.set_saved(room.name, room.file_hash)
         return True

@@ -40,7 +40,11 @@ BASE_DELAY = 5.0
 
 
 class RoomPersistence:
-    """Stores every update of one document under its file id."""
+    """Stores every update of one document under its room name (``{format}:{type}:{file_id}``).
+
+    One file may have rooms of several kinds (a notebook and its text view): each has a
+    history of its own, as a notebook's updates mean nothing to a text document.
+    """
 
     def __init__(self, store: UpdateStore, doc_id: str, ydoc: Doc[Any]) -> None:
         self._store = store

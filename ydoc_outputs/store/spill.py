@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 
 
+def _directory(root: Path, document: str) -> Path:
+    # Room names hold uuids, but a name must never escape ``root``: hash it.
+    return root / hashlib.sha256(document.encode()).hexdigest()[:32]
+
+
 class SpillStore:
     """Spill files of one document, one per cell, under ``root/<document key>/``.
 
@@ -29,11 +34,18 @@ class SpillStore:
     segment (``stream_segment_chars``) at a time, so each write is small.
     """
 
-    def __init__(self, root: Path, document: str) -> None:
-        # File ids are uuids, but a name must never escape ``root``: hash it.
-        key = hashlib.sha256(document.encode()).hexdigest()[:32]
-        self.directory = root / key
+    def __init__(self, root: Path, document: str, former: str | None = None) -> None:
+        """Spill files of ``document`` (its room name); those kept under the ``former``
+        name (the file id alone, as kept before rooms were told apart by kind) move here."""
+        self.directory = _directory(root, document)
         self._open: dict[str, IO[str]] = {}
+        if former is not None:
+            old = _directory(root, former)
+            if old.is_dir() and not self.directory.exists():
+                try:
+                    old.rename(self.directory)
+                except OSError:
+                    log.exception("cannot move the spill files of %s", document)
 
     def path(self, cell_id: str) -> Path:
         key = hashlib.sha256(cell_id.encode()).hexdigest()[:32]

@@ -45,6 +45,29 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
+#: Version 1 keyed documents by file id alone, so a notebook opened as text was rebuilt
+#: from the notebook's history (an empty text, saved over the file). Version 2 keys them
+#: by room name, ``{format}:{type}:{file_id}``.
+SCHEMA_VERSION = 2
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store of an earlier version up to :data:`SCHEMA_VERSION`.
+
+    Version 1's histories cannot be told apart by kind, so they are dropped: every room
+    then opens from its file, which a clean shutdown left up to date. The session ids go
+    too, so that no client merges a copy built on a dropped history (it reloads).
+    """
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version >= SCHEMA_VERSION:
+        return
+    with db:
+        db.execute("DELETE FROM updates WHERE doc NOT LIKE '%:%:%'")
+        db.execute("DELETE FROM saved WHERE doc NOT LIKE '%:%:%'")
+        db.execute("DELETE FROM sessions")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 class UpdateStore:
     """Y updates of every document of this server, in one SQLite database.
 
@@ -71,6 +94,7 @@ class UpdateStore:
         # WAL with synchronous=NORMAL survives a killed process (not a power cut).
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        _migrate(db)
         self._db = db
 
     async def stop(self) -> None:
