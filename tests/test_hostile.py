@@ -1023,6 +1023,26 @@ def _breaks_nbformat(nb: YNotebook) -> None:
     nb.ydoc.get("meta", type=Map)["nbformat_minor"] = "five"
 
 
+def _breaks_nbformat_major(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["nbformat"] = "x"
+
+
+def _drops_nbformat(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["nbformat"] = None
+
+
+def _breaks_nbformat_minor_low(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["nbformat_minor"] = -1
+
+
+def _breaks_nbformat_minor_high(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["nbformat_minor"] = 10**6
+
+
+def _breaks_notebook_metadata(nb: YNotebook) -> None:
+    nb.ydoc.get("meta", type=Map)["metadata"] = "not a map"
+
+
 def _breaks_new_cell(nb: YNotebook) -> None:
     nb.ycells.append(Map({"cell_type": "code", "id": "new", "source": Text("1")}))
 
@@ -1036,6 +1056,11 @@ def _breaks_new_cell(nb: YNotebook) -> None:
         _breaks_output,
         _breaks_metadata,
         _breaks_nbformat,
+        _breaks_nbformat_major,
+        _drops_nbformat,
+        _breaks_nbformat_minor_low,
+        _breaks_nbformat_minor_high,
+        _breaks_notebook_metadata,
         _breaks_new_cell,
     ],
 )

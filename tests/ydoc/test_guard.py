@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import nbformat
 import pytest
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map, Text
 
-from ydoc_outputs.store.notebook import check_notebook_shape, load_notebook
+from ydoc_outputs.store.notebook import (
+    InvalidNotebook,
+    check_notebook_shape,
+    load_notebook,
+    notebook_json,
+)
 from ydoc_outputs.ydoc.guard import Touched, UpdateGuard, UpdateRefused
 
 from ..test_hostile import panicking_update
@@ -103,6 +109,19 @@ def test_the_shadow_follows_what_the_server_and_other_clients_wrote():
         (lambda nb: nb.ycells[0]["outputs"].append(Map({"output_type": "x"})), "nbformat"),
         (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", "x"), "nbformat"),
         (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("metadata", 1), "nbformat"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("metadata", "x"), "nbformat"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("metadata", [1]), "nbformat"),
+        # Each once passed: the check normalized the version the writer then choked on.
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat", "x"), "nbformat "),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat", None), "nbformat "),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat", 3), "nbformat "),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat", True), "nbformat "),
+        (lambda nb: nb.ydoc.get("meta", type=Map).pop("nbformat"), "nbformat "),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", -1), "minor"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", 4), "minor"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", 10**6), "minor"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", None), "minor"),
+        (lambda nb: nb.ydoc.get("meta", type=Map).__setitem__("nbformat_minor", "5"), "minor"),
     ],
 )
 def test_shape_breaking_updates_are_refused(edit: Any, reason: str):
@@ -137,3 +156,31 @@ def test_a_text_file_guard_checks_no_shape():
     client = Doc()
     client.get("cells", type=Map)["x"] = "anything"
     guard.admit(client.get_update())
+
+
+def test_what_the_guard_admits_the_writer_writes():
+    """A version that Yjs sends as a float is what the writer writes too."""
+    room = Room()
+    room.send(room.client(), lambda nb: nb.ydoc.get("meta", type=Map).__setitem__(
+        "nbformat_minor", 5.0))  # fmt: skip
+    written = nbformat.reads(notebook_json(room.server), as_version=nbformat.NO_CONVERT)
+    assert (written.nbformat, written.nbformat_minor) == (4, 5)
+    nbformat.validate(written)
+    assert [cell.id for cell in written.cells] == ["c0", "c1", "c2"]
+
+
+@pytest.mark.parametrize(("minor", "loaded"), [(0, 5), (4, 5), (5, 5), (10**6, 5), (-1, 5)])
+def test_a_file_is_loaded_as_a_version_the_writer_writes(minor: int, loaded: int):
+    nb = YNotebook()
+    load_notebook(nb, {**NOTEBOOK, "nbformat_minor": minor})
+    assert nbformat.reads(notebook_json(nb), as_version=nbformat.NO_CONVERT).nbformat_minor == (
+        loaded
+    )
+
+
+def test_the_writer_refuses_a_version_it_cannot_write():
+    nb = YNotebook()
+    load_notebook(nb, NOTEBOOK)
+    nb.ydoc.get("meta", type=Map)["nbformat"] = "x"
+    with pytest.raises(InvalidNotebook, match="nbformat must be 4"):
+        notebook_json(nb)

@@ -12,7 +12,7 @@ from jupyter_ydoc import YNotebook
 from tornado import web
 
 from ..rooms.manager import ROOM_PREFIX
-from ..store.notebook import load_notebook, notebook_json
+from ..store.notebook import InvalidNotebook, load_notebook, notebook_json
 from .base import ExtensionAPIHandler
 
 __all__ = ["ExportHandler"]
@@ -28,13 +28,18 @@ class ExportHandler(ExtensionAPIHandler):
         rooms = self.extension.room_manager
         room = rooms.notebook_room(ROOM_PREFIX + file_id) if file_id else None
         if room is not None:
-            text = notebook_json(room.ynotebook)
+            ynotebook = room.ynotebook
         else:
             if not await ensure_async(self.contents_manager.file_exists(path)):
                 raise web.HTTPError(404, f"no notebook at {path!r}")
             model = await ensure_async(self.contents_manager.get(path, type="notebook"))
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
+        try:
             text = notebook_json(ynotebook)
+        except InvalidNotebook as e:
+            # Never the case of a room, whose updates are checked the same way; a file
+            # on disk may claim any version.
+            raise web.HTTPError(409, f"{path!r} cannot be exported: {e}") from e
         self.set_header("Content-Type", "application/x-ipynb+json; charset=UTF-8")
         self.finish(text)

@@ -17,43 +17,96 @@ from pycrdt import Array, Doc, Map
 from ..ydoc.guard import Touched, UpdateRefused
 from ..ydoc.writer import SERVER_ORIGIN
 
-__all__ = ["check_notebook_shape", "load_notebook", "notebook_dict", "notebook_json"]
+__all__ = [
+    "InvalidNotebook",
+    "check_notebook_shape",
+    "load_notebook",
+    "notebook_dict",
+    "notebook_json",
+]
 
 #: Cells are addressed by id, which nbformat introduced in 4.5.
 MIN_NBFORMAT_MINOR = 5
 
 
+class InvalidNotebook(ValueError):
+    """The document cannot be written as a notebook; the message says why."""
+
+
+def nbformat_minor_range() -> range:
+    """The minor versions of nbformat 4 written: from 4.5 (cell ids) to what nbformat knows."""
+    return range(MIN_NBFORMAT_MINOR, max(MIN_NBFORMAT_MINOR, nbformat.v4.nbformat_minor) + 1)
+
+
 def load_notebook(ynotebook: YNotebook, content: dict[str, Any]) -> None:
-    """Load notebook JSON from disk into ``ynotebook``, upgraded to nbformat 4.5.
+    """Load notebook JSON from disk into ``ynotebook``, as nbformat 4.5 or a later minor
+    version that nbformat knows (an unknown one is written as the latest known).
 
     The transaction carries the server origin, so that users cannot undo the load.
     """
     content = dict(content)
-    if content.get("nbformat") == 4 and content.get("nbformat_minor", 0) < MIN_NBFORMAT_MINOR:
-        content["nbformat_minor"] = MIN_NBFORMAT_MINOR
+    minors = nbformat_minor_range()
+    if content.get("nbformat") == 4:
+        minor = content.get("nbformat_minor", 0)
+        minor = minor if isinstance(minor, int) and not isinstance(minor, bool) else 0
+        content["nbformat_minor"] = min(max(minor, minors.start), minors.stop - 1)
     with ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
         ynotebook.set(content)
         ynotebook.dirty = False
 
 
 def notebook_dict(ynotebook: YNotebook) -> nbformat.NotebookNode:
-    """The notebook as nbformat 4.5, taken from the current Y state."""
-    return _normalized(ynotebook.get())
+    """The notebook as written to disk, taken from the current Y state.
+
+    Raises:
+        InvalidNotebook: its ``nbformat`` or ``nbformat_minor`` is not one we write. The
+            update guard refuses clients' updates that would do that, with this check.
+    """
+    meta = _meta(ynotebook.ydoc.get("meta", type=Map))
+    # Only once the version is known good: jupyter_ydoc's ``get`` calls int() on it, and
+    # drops cell ids below 4.5.
+    content = ynotebook.get()
+    return _notebook_node(meta, content["cells"])
 
 
-def _normalized(content: dict[str, Any]) -> nbformat.NotebookNode:
-    nb: nbformat.NotebookNode = nbformat.from_dict(content)
-    nb["nbformat"] = 4
-    nb["nbformat_minor"] = max(int(nb.get("nbformat_minor", 0)), MIN_NBFORMAT_MINOR)
-    for cell in nb["cells"]:
+def _meta(ymeta: Map[Any]) -> dict[str, Any]:
+    """The ``meta`` map of a notebook as plain values, its version checked."""
+    meta = _py(ymeta) or {}
+    cast_all(meta, float, int)  # numbers coming from Yjs are floats
+    major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
+    if major != 4 or type(major) is not int:
+        raise InvalidNotebook(f"nbformat must be 4, not {major!r}")
+    if type(minor) is not int or minor not in nbformat_minor_range():
+        minors = nbformat_minor_range()
+        raise InvalidNotebook(
+            f"nbformat_minor must be from {minors.start} to {minors.stop - 1}, not {minor!r}"
+        )
+    return meta
+
+
+def _notebook_node(meta: dict[str, Any], cells: list[dict[str, Any]]) -> nbformat.NotebookNode:
+    """What is written for these cells under a checked ``meta``: nothing added but the
+    fields that the code cells of a YNotebook may lack."""
+    for cell in cells:
         if cell.get("cell_type") == "code":
             cell.setdefault("outputs", [])
             cell.setdefault("execution_count", None)
-    return nb
+    content = {
+        "cells": cells,
+        "metadata": meta.get("metadata", {}),
+        "nbformat": meta["nbformat"],
+        "nbformat_minor": meta["nbformat_minor"],
+    }
+    node: nbformat.NotebookNode = nbformat.from_dict(content)
+    return node
 
 
 def notebook_json(ynotebook: YNotebook) -> str:
-    """The exact text that :func:`nbformat.write` puts on disk for this notebook."""
+    """The exact text that :func:`nbformat.write` puts on disk for this notebook.
+
+    Raises:
+        InvalidNotebook: see :func:`notebook_dict`.
+    """
     text: str = nbformat.writes(notebook_dict(ynotebook), version=nbformat.NO_CONVERT)
     return text if text.endswith("\n") else text + "\n"
 
@@ -64,18 +117,21 @@ def _py(value: Any) -> Any:
 
 
 def check_notebook_shape(doc: Doc[Any], touched: Touched) -> None:
-    """Check that the cells and metadata an update touched still export as nbformat 4.5.
+    """Check that the cells and metadata an update touched are written as valid nbformat.
 
-    ``doc`` holds a notebook (the root types of a YNotebook); each touched cell goes
-    through the conversion the export makes, then through nbformat's schema. Outputs
-    are converted only if the update changed them.
+    ``doc`` holds a notebook (the root types of a YNotebook). The version, the metadata
+    and each touched cell go through the very conversion that :func:`notebook_dict`
+    makes for the writer, then through nbformat's schema for that version. Outputs are
+    converted only if the update changed them.
 
     Raises:
         UpdateRefused: what is wrong, for the log and the client's close reason.
     """
     ycells: Array[Any] = doc.get("cells", type=Array)
-    meta = _py(doc.get("meta", type=Map)) or {}
-    cast_all(meta, float, int)  # numbers coming from Yjs are floats
+    try:
+        meta = _meta(doc.get("meta", type=Map))
+    except InvalidNotebook as e:
+        raise UpdateRefused(f"the notebook would not be valid nbformat: {e}"[:300]) from e
     cells = []
     for index, with_outputs in sorted(touched.cells.items()):
         if index >= len(ycells):
@@ -89,10 +145,9 @@ def check_notebook_shape(doc: Doc[Any], touched: Touched) -> None:
         if cell.get("cell_type") in ("raw", "markdown") and cell.get("attachments") == {}:
             del cell["attachments"]
         cells.append(cell)
-    metadata = meta.get("metadata", {})
-    content = {**meta, "cells": cells, "metadata": metadata}
+    notebook = _notebook_node(meta, cells)
     try:
-        get_validator(version=4, version_minor=MIN_NBFORMAT_MINOR).validate(_normalized(content))
+        get_validator(version=4, version_minor=meta["nbformat_minor"]).validate(notebook)
     except Exception as e:
         message = getattr(e, "message", None) or str(e)
         raise UpdateRefused(f"the notebook would not be valid nbformat: {message}"[:300]) from e
