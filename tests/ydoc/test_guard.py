@@ -40,9 +40,9 @@ class Room:
         self.touched: list[Touched] = []
         self.guard = UpdateGuard(self.server.ydoc, self._check)
 
-    def _check(self, doc: Doc, touched: Touched) -> None:
+    def _check(self, doc: Doc, touched: Touched, before: Doc) -> None:
         self.touched.append(touched)
-        check_notebook_shape(doc, touched)
+        check_notebook_shape(doc, touched, before)
 
     def client(self) -> YNotebook:
         nb = YNotebook()
@@ -184,3 +184,20 @@ def test_the_writer_refuses_a_version_it_cannot_write():
     nb.ydoc.get("meta", type=Map)["nbformat"] = "x"
     with pytest.raises(InvalidNotebook, match="nbformat must be 4"):
         notebook_json(nb)
+
+
+def test_metadata_invalid_in_the_file_does_not_block_edits():
+    """Old tools wrote notebooks whose metadata nbformat refuses (jupyter_server opens and
+    saves them with a warning): edits of their cells and metadata are admitted, but an
+    update cannot make valid metadata invalid."""
+    room = Room()
+    load_notebook(room.server, {**NOTEBOOK, "metadata": {"language_info": {"version": 3}}})
+    client = room.client()
+    room.send(client, lambda nb: nb.ycells[0]["metadata"].__setitem__("tags", ["a"]))
+    room.send(client, lambda nb: nb.ydoc.get("meta", type=Map)["metadata"].__setitem__("k", 1))
+    assert room.server.get()["metadata"]["k"] == 1
+    room.send(client, lambda nb: nb.ydoc.get("meta", type=Map)["metadata"].__setitem__(
+        "language_info", {"name": "python"}))  # fmt: skip
+    with pytest.raises(UpdateRefused, match="nbformat"):
+        room.send(client, lambda nb: nb.ydoc.get("meta", type=Map)["metadata"].__setitem__(
+            "language_info", {"version": 3}))  # fmt: skip

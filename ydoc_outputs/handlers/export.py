@@ -12,7 +12,7 @@ from jupyter_ydoc import YNotebook
 from tornado import web
 
 from ..rooms.manager import ROOM_PREFIX
-from ..store.notebook import InvalidNotebook, load_notebook, notebook_json
+from ..store.notebook import InvalidNotebook, exported_json, load_notebook
 from .base import ExtensionAPIHandler
 
 __all__ = ["ExportHandler"]
@@ -36,10 +36,10 @@ class ExportHandler(ExtensionAPIHandler):
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
         try:
-            text = notebook_json(ynotebook)
+            text = exported_json(ynotebook)
         except InvalidNotebook as e:
-            # Never the case of a room, whose updates are checked the same way; a file
-            # on disk may claim any version.
+            # No client update can make it so (the guard runs the same checks); the
+            # file can, written by another program or a text view of it.
             raise web.HTTPError(409, f"{path!r} cannot be exported: {e}") from e
         self.set_header("Content-Type", "application/x-ipynb+json; charset=UTF-8")
         self.finish(text)

@@ -23,6 +23,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..store.autosave import SaveDeferred
 from ..store.documents import KINDS, parse_room_name
 from ..ydoc.guard import UpdateRefused
 from .limits import TokenBucket, WebsocketLimits
@@ -408,6 +409,8 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         try:
             await self._room.autosaver.save_now()
             status = "success"
+        except SaveDeferred:
+            status = "failed"  # the reason is logged already
         except Exception:
             log.exception("saving %s failed", self._room.name)
             status = "failed"

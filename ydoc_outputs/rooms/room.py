@@ -75,6 +75,9 @@ class DocumentRoom:
         self.file_hash: str | None = None
         #: Its modification time and size then: a file that still has them is unchanged.
         self.file_stamp: tuple[Any, Any] | None = None
+        #: Those of a later file this room could not read (another view saved text that
+        #: is no notebook): the room does not save over it, nor log it again.
+        self.unreadable_stamp: tuple[Any, Any] | None = None
         #: Tries every client update on a shadow copy before the room applies it.
         self.guard = key.kind.guard(self.doc)
         self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message, answers)

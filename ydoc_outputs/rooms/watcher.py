@@ -8,11 +8,14 @@ document's path; a deleted file ends its room.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
+from tornado.web import HTTPError
 
+from ..store.autosave import SaveDeferred
 from ..store.documents import stamp_of
 from ..ydoc.writer import SERVER_ORIGIN
 from .room import DocumentRoom
@@ -20,12 +23,17 @@ from .room import DocumentRoom
 if TYPE_CHECKING:
     from .manager import RoomManager
 
-__all__ = ["FileWatcher"]
+__all__ = ["FileUnreadable", "FileWatcher"]
 
 log = logging.getLogger(__name__)
 
 #: Close code for clients of a room whose file was deleted.
 CLOSE_FILE_DELETED = 4404
+
+
+class FileUnreadable(SaveDeferred):
+    """The file changed into something its room cannot read (a notebook that a text
+    editor made invalid JSON, on purpose or half-way through an edit)."""
 
 
 class FileWatcher:
@@ -83,28 +91,48 @@ class FileWatcher:
         if room.autosaver.lock.locked():
             return  # a save is being written; it checks the file itself first
         async with room.autosaver.lock:
-            await self.sync_from_disk(room, path)
+            with contextlib.suppress(FileUnreadable):  # logged once, when first seen
+                await self.sync_from_disk(room, path)
 
     async def sync_from_disk(self, room: DocumentRoom, path: str) -> bool:
         """Reload the file into ``room`` if another program changed it; True if it did.
 
         The caller holds the room's autosave lock.
+
+        Raises:
+            FileUnreadable: the file changed into something the room cannot load. The
+                room keeps its document and must not save over the file: another view
+                of it (a text editor) wrote it.
         """
         # A stat first: hashing reads the whole file, and this runs every `interval`
         # seconds for every open room, and before every save.
         model = await ensure_async(self._contents.get(path, content=False))
-        if room.file_stamp is not None and stamp_of(model) == room.file_stamp:
+        stamp = stamp_of(model)
+        if room.file_stamp is not None and stamp == room.file_stamp:
             return False
+        if stamp is not None and stamp == room.unreadable_stamp:
+            raise FileUnreadable(path)
         model = await ensure_async(self._contents.get(path, content=False, require_hash=True))
         if model.get("hash") in (None, room.file_hash):
             room.file_stamp = stamp_of(model)  # touched, not changed
             return False
         kind = room.key.kind
-        model = await ensure_async(
-            self._contents.get(
-                path, content=True, type=kind.type, format=kind.format, require_hash=True
+        try:
+            model = await ensure_async(
+                self._contents.get(
+                    path, content=True, type=kind.type, format=kind.format, require_hash=True
+                )
             )
-        )
+        except HTTPError as e:
+            if e.status_code != 400:
+                raise
+            room.unreadable_stamp = stamp
+            log.warning(
+                "%s changed into something %s cannot load (%s): the room keeps its document "
+                "and does not save over the file until it can be loaded again",
+                path, room.name, e.log_message,
+            )  # fmt: skip
+            raise FileUnreadable(path) from e
         log.info("%s changed on disk: reloading it into %s", path, room.name)
         kind.load(room.doc, model["content"])
         room.saw_file(model)

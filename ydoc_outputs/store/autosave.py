@@ -20,7 +20,7 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 
 from ..ydoc.writer import SERVER_ORIGIN
 
-__all__ = ["Autosaver"]
+__all__ = ["Autosaver", "SaveDeferred"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 #: ``SAVE_SPACING * t`` after it ended: while a document keeps changing, saving takes
 #: at most a twentieth of the time (a 10 MB notebook, 0.17 s a save: one every 3.4 s).
 SAVE_SPACING = 19.0
+
+
+class SaveDeferred(Exception):
+    """The document must not be saved now, for a reason already logged (the file holds
+    what another view saved on purpose and this one cannot read): the next change
+    retries, quietly."""
 
 
 class Autosaver:
@@ -104,6 +110,8 @@ class Autosaver:
             if spaced:
                 await self._wait_for_turn()
             await self.save_now()
+        except SaveDeferred:
+            pass
         except Exception:
             log.exception("autosave failed")
 

@@ -1,7 +1,8 @@
 """Conversion between a YNotebook and the nbformat 4.5 notebook written to disk.
 
-Autosave and export share :func:`notebook_json`, so an export is byte-for-byte
-what the autosave writes through the contents manager.
+Autosave and export share :func:`notebook_dict`, so an export is byte-for-byte
+what the autosave writes through the contents manager; an export also checks it
+against nbformat's schema (a file may be loaded invalid, and is saved as it came).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..ydoc.writer import SERVER_ORIGIN
 __all__ = [
     "InvalidNotebook",
     "check_notebook_shape",
+    "exported_json",
     "load_notebook",
     "notebook_dict",
     "notebook_json",
@@ -69,6 +71,23 @@ def notebook_dict(ynotebook: YNotebook) -> nbformat.NotebookNode:
     return _notebook_node(meta, content["cells"])
 
 
+def exported_json(ynotebook: YNotebook) -> str:
+    """:func:`notebook_json`, for a notebook that nbformat's schema accepts.
+
+    Raises:
+        InvalidNotebook: it does not; e.g. a text view of the file saved a notebook with
+            a typo in a key, which the notebook room loaded as it is (as jupyter_server
+            does) and would save as it is.
+    """
+    notebook = notebook_dict(ynotebook)
+    try:
+        get_validator(version=4, version_minor=notebook["nbformat_minor"]).validate(notebook)
+    except Exception as e:
+        message = getattr(e, "message", None) or str(e)
+        raise InvalidNotebook(f"not valid nbformat: {message}"[:500]) from e
+    return _written(notebook)
+
+
 def _meta(ymeta: Map[Any]) -> dict[str, Any]:
     """The ``meta`` map of a notebook as plain values, its version checked."""
     meta = _py(ymeta) or {}
@@ -107,7 +126,11 @@ def notebook_json(ynotebook: YNotebook) -> str:
     Raises:
         InvalidNotebook: see :func:`notebook_dict`.
     """
-    text: str = nbformat.writes(notebook_dict(ynotebook), version=nbformat.NO_CONVERT)
+    return _written(notebook_dict(ynotebook))
+
+
+def _written(notebook: nbformat.NotebookNode) -> str:
+    text: str = nbformat.writes(notebook, version=nbformat.NO_CONVERT)
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -116,13 +139,16 @@ def _py(value: Any) -> Any:
     return to_py() if to_py is not None else value
 
 
-def check_notebook_shape(doc: Doc[Any], touched: Touched) -> None:
-    """Check that the cells and metadata an update touched are written as valid nbformat.
+def check_notebook_shape(doc: Doc[Any], touched: Touched, before: Doc[Any]) -> None:
+    """Check that what an update touched is written as valid nbformat.
 
-    ``doc`` holds a notebook (the root types of a YNotebook). The version, the metadata
-    and each touched cell go through the very conversion that :func:`notebook_dict`
-    makes for the writer, then through nbformat's schema for that version. Outputs are
-    converted only if the update changed them.
+    ``doc`` holds a notebook (the root types of a YNotebook) after the update, ``before``
+    the room's notebook before it. The version, and the metadata if it changed, and each
+    touched cell go through the very conversion that :func:`notebook_dict` makes for the
+    writer, then through nbformat's schema for that version. Outputs are converted only
+    if the update changed them. Metadata that was already invalid (as loaded from a
+    file that older tools wrote) is not held against an update that leaves it so, as
+    long as it stays a map: the writer writes it as it came, as jupyter_server does.
 
     Raises:
         UpdateRefused: what is wrong, for the log and the client's close reason.
@@ -132,6 +158,7 @@ def check_notebook_shape(doc: Doc[Any], touched: Touched) -> None:
         meta = _meta(doc.get("meta", type=Map))
     except InvalidNotebook as e:
         raise UpdateRefused(f"the notebook would not be valid nbformat: {e}"[:300]) from e
+    validator = get_validator(version=4, version_minor=meta["nbformat_minor"])
     cells = []
     for index, with_outputs in sorted(touched.cells.items()):
         if index >= len(ycells):
@@ -145,9 +172,28 @@ def check_notebook_shape(doc: Doc[Any], touched: Touched) -> None:
         if cell.get("cell_type") in ("raw", "markdown") and cell.get("attachments") == {}:
             del cell["attachments"]
         cells.append(cell)
-    notebook = _notebook_node(meta, cells)
+    _validate(validator, _notebook_node({**meta, "metadata": {}}, cells))
+    if touched.meta:
+        if not isinstance(meta.get("metadata", {}), dict):
+            raise UpdateRefused("the notebook's metadata must be a map")
+        try:
+            _validate(validator, _notebook_node(meta, []))
+        except UpdateRefused:
+            if _metadata_was_valid(validator, before):
+                raise
+
+
+def _metadata_was_valid(validator: Any, doc: Doc[Any]) -> bool:
     try:
-        get_validator(version=4, version_minor=meta["nbformat_minor"]).validate(notebook)
+        _validate(validator, _notebook_node(_meta(doc.get("meta", type=Map)), []))
+    except (InvalidNotebook, UpdateRefused):
+        return False
+    return True
+
+
+def _validate(validator: Any, notebook: nbformat.NotebookNode) -> None:
+    try:
+        validator.validate(notebook)
     except Exception as e:
         message = getattr(e, "message", None) or str(e)
         raise UpdateRefused(f"the notebook would not be valid nbformat: {message}"[:300]) from e

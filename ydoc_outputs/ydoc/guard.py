@@ -80,8 +80,9 @@ class Touched:
                     index += 1
 
 
-#: Checks the shadow after an update: raises :class:`UpdateRefused` if it broke the shape.
-ShapeCheck = Callable[[Doc[Any], Touched], None]
+#: Checks the shadow after an update against the room's document before it (the second
+#: argument): raises :class:`UpdateRefused` if the update broke the shape.
+ShapeCheck = Callable[[Doc[Any], Touched, Doc[Any]], None]
 
 
 class UpdateGuard:
@@ -152,7 +153,7 @@ class UpdateGuard:
         if self._check is None or not (touched.cells or touched.meta):
             return
         try:
-            self._check(shadow, touched)
+            self._check(shadow, touched, self._doc)
         except UpdateRefused:
             # The shadow now holds the refused update, which the room will never have.
             self._shadow = None

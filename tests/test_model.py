@@ -1,0 +1,388 @@
+"""A seeded random walk over one file: no sequence of client requests may empty,
+truncate or corrupt it, or leave a room that can no longer be saved.
+
+Each step is one action of a careless or hostile user, against a real server: open and
+close rooms of every kind the session endpoint accepts on the file (a notebook, and the
+notebook as text: "Open With → Editor"); valid and invalid edits, among them every
+top-level key of the notebook schema set to a wrong type; saves (Ctrl+S); another
+program rewriting the file; renames; exports; a server restart or crash. After every
+step, the file is a valid notebook, or exactly a text that a text room's client held
+(what it saved on purpose); an export succeeds with a valid notebook or answers 4xx
+saying why. At the end, the notebook opens, takes an edit and saves it.
+
+``YDOC_MODEL_SEED`` replays a walk, ``YDOC_MODEL_STEPS`` lengthens it (default 2,000);
+the seed is printed and is in every assertion message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_ydoc import YNotebook, YUnicode
+from pycrdt import Array, Map, Text
+
+from .conftest import Server, read_saved, write_notebook
+from .test_hostile import save_frame
+from .yclient import YClient
+
+STEPS = int(os.environ.get("YDOC_MODEL_STEPS", "2000"))
+SEED = int(os.environ.get("YDOC_MODEL_SEED", str(random.randrange(1 << 32))))
+
+ARGS = [
+    "--YdocOutputsApp.room_cleanup_delay=0.3",
+    "--YdocOutputsApp.autosave_delay=0.1",
+    "--YdocOutputsApp.file_poll_interval=0.3",
+]
+
+#: Each top-level key of the notebook schema, set to values of a wrong type.
+WRONG_META = [
+    ("nbformat", "x"), ("nbformat", None), ("nbformat", 3), ("nbformat", True),
+    ("nbformat", [4]), ("nbformat_minor", -1), ("nbformat_minor", 10**6),
+    ("nbformat_minor", "5"), ("nbformat_minor", None), ("nbformat_minor", 4),
+    ("metadata", "x"), ("metadata", 1), ("metadata", [1]), ("metadata", None),
+]  # fmt: skip
+
+
+def _wrong_cells(nb: YNotebook, rng: random.Random) -> None:
+    """``cells`` given something that is not a cell, or a cell with a wrong field."""
+    choice = rng.randrange(5)
+    if choice == 0 or not len(nb.ycells):
+        nb.ycells.append(rng.choice(["not a cell", 3, None, ["x"]]))
+    elif choice == 1:
+        nb.ycells[rng.randrange(len(nb.ycells))]["source"] = 42
+    elif choice == 2:
+        nb.ycells[rng.randrange(len(nb.ycells))]["cell_type"] = "spreadsheet"
+    elif choice == 3:
+        nb.ycells[rng.randrange(len(nb.ycells))]["metadata"] = "x"
+    else:
+        nb.ycells.append(Map({"cell_type": "code", "id": "bad", "source": Text("1")}))
+
+
+def metadata_errors(notebook: Any) -> bool:
+    """Whether a notebook's metadata, and only it, is invalid."""
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("metadata"), dict):
+        return False
+    bare = {"cells": [], "metadata": notebook["metadata"], "nbformat": 4, "nbformat_minor": 5}
+    try:
+        nbformat.validate(nbformat.from_dict(bare))
+    except Exception:
+        return True
+    return False
+
+
+def new_cell(rng: random.Random) -> Map[Any]:
+    """A cell as JupyterLab inserts it."""
+    if rng.random() < 0.7:
+        return Map({"cell_type": "code", "id": uuid.uuid4().hex[:12], "source": Text("x = 1"),
+                    "metadata": Map(), "outputs": Array(), "execution_count": None})  # fmt: skip
+    return Map({"cell_type": "markdown", "id": uuid.uuid4().hex[:12], "source": Text("# t"),
+                "metadata": Map()})  # fmt: skip
+
+
+def valid_notebook_text(rng: random.Random) -> str:
+    """A notebook another program (or a user in the text editor) writes."""
+    cells = [
+        {"cell_type": "code", "execution_count": None, "id": f"o{i}", "metadata": {},
+         "outputs": [], "source": f"print({rng.randrange(100)})"}
+        for i in range(rng.randrange(1, 4))
+    ]  # fmt: skip
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(nb, indent=1) + "\n"
+
+
+class Walk:
+    """The model: one file, the server, and the clients of its rooms."""
+
+    def __init__(self, root: Path, home: Path, rng: random.Random) -> None:
+        self.root = root
+        self.home = home
+        self.rng = rng
+        self.path, _ = write_notebook(root, "walked.ipynb", ["print('first')", "x = 2"])
+        self.server = Server(root, home, ARGS)
+        self.http = self.server.http()
+        self.clients: list[YClient] = []
+        #: Every text a client of a text room held: what such a room may save on purpose.
+        self.texts: set[str] = set()
+        self.step = 0
+        self.counts: dict[str, int] = {}
+
+    def context(self) -> str:
+        return f"seed {SEED}, step {self.step}"
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def open_room(self, kind: str) -> None:
+        fmt, type_ = ("json", "notebook") if kind == "notebook" else ("text", "file")
+        r = await self.http.put(
+            f"/api/collaboration/session/{self.path}", json={"format": fmt, "type": type_}
+        )
+        assert r.status_code in (200, 201), f"{self.context()}: {r.status_code} {r.text}"
+        info = r.json()
+        document = YNotebook() if kind == "notebook" else YUnicode()
+        url = self.server.ws_url(f"{fmt}:{type_}:{info['fileId']}", info["sessionId"])
+        client = YClient(url, document)
+        if isinstance(document, YUnicode):
+            source = document.ydoc.get("source", type=Text)
+            client.listeners.append(lambda: self.texts.add(str(source)))
+        await client.connect(wait_synced=False)
+        await asyncio.wait(
+            [asyncio.ensure_future(client.synced.wait()),
+             asyncio.ensure_future(client.closed.wait())],
+            timeout=30, return_when=asyncio.FIRST_COMPLETED,
+        )  # fmt: skip
+        if client.synced.is_set():
+            self.clients.append(client)
+        else:
+            # Refused only as the file allows: a notebook room of a file that a text room
+            # made unreadable on purpose.
+            assert kind == "notebook" and client.close_code == 4400, (
+                f"{self.context()}: {kind} room refused: {client.close_code} "
+                f"{client.close_reason}"
+            )
+            assert self.disk_text() in self.texts, self.context()
+            await client.disconnect()
+
+    async def close_room(self) -> None:
+        client = self.rng.choice(self.clients)
+        self.clients.remove(client)
+        await client.disconnect()
+
+    def clients_of(self, kind: type) -> list[YClient]:
+        return [c for c in self.clients if isinstance(c.document, kind)]
+
+    async def edit_notebook(self) -> None:
+        nb = self.rng.choice(self.clients_of(YNotebook)).notebook
+        cells = nb.ycells
+        choice = self.rng.randrange(6)
+        if choice == 0 or not len(cells):
+            cells.insert(self.rng.randrange(len(cells) + 1), new_cell(self.rng))
+        elif choice == 1:
+            del cells[self.rng.randrange(len(cells))]
+        elif choice == 2:
+            source = cells[self.rng.randrange(len(cells))]["source"]
+            source.insert(self.rng.randrange(len(source) + 1), self.rng.choice(["a", "\n", "é"]))
+        elif choice == 3:
+            cells[self.rng.randrange(len(cells))]["metadata"]["tags"] = ["t"]
+        elif choice == 4:
+            nb.ydoc.get("meta", type=Map)["metadata"]["walk"] = self.step
+        else:
+            with nb.ydoc.transaction():  # a move, as JupyterLab makes it
+                i = self.rng.randrange(len(cells))
+                moved = cells[i].to_py()
+                del cells[i]
+                cells.insert(self.rng.randrange(len(cells) + 1), _to_y(moved))
+
+    async def break_notebook(self) -> None:
+        """An update nbformat would refuse: the server must close its sender with 4400."""
+        client = self.rng.choice(self.clients_of(YNotebook))
+        nb = client.notebook
+        if self.rng.random() < 0.6:
+            key, value = self.rng.choice(WRONG_META)
+            if metadata_errors(nb.get()) and key == "metadata" and isinstance(value, dict):
+                return  # admitted on purpose: see test_guard's invalid metadata in a file
+            meta = nb.ydoc.get("meta", type=Map)
+            if value is None and key != "metadata" and self.rng.random() < 0.5:
+                meta.pop(key, None)
+            else:
+                meta[key] = value
+        else:
+            _wrong_cells(nb, self.rng)
+        await asyncio.wait_for(client.closed.wait(), 10)
+        assert client.close_code == 4400, f"{self.context()}: closed {client.close_code}"
+        self.clients.remove(client)  # its copy holds the refused update: it must reload
+        await client.disconnect()
+
+    async def edit_text(self) -> None:
+        doc = self.rng.choice(self.clients_of(YUnicode)).document
+        source = doc.ydoc.get("source", type=Text)
+        choice = self.rng.randrange(8)
+        if choice < 4:  # the user rewrites the JSON into another valid notebook
+            with doc.ydoc.transaction():
+                del source[:]
+                source += valid_notebook_text(self.rng)
+        elif choice < 7:  # a typo: the JSON no longer parses, saved on purpose
+            source.insert(self.rng.randrange(len(source) + 1), self.rng.choice(["}", "x", ","]))
+        else:
+            del source[:]  # the user empties the file, on purpose
+        self.texts.add(str(source))
+
+    @property
+    def invalid_metadata_saved(self) -> bool:
+        """Whether a text room's client held a notebook with invalid metadata."""
+        for text in self.texts:
+            try:
+                if metadata_errors(json.loads(text)):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    async def save(self) -> None:
+        client = self.rng.choice(self.clients)
+        await client._safe_send(save_frame(self.step))
+
+    async def write_outside(self) -> None:
+        """Another program (git checkout) rewrites the file with a valid notebook."""
+        (self.root / self.path).write_text(valid_notebook_text(self.rng))
+
+    async def rename(self) -> None:
+        new = f"walked-{self.step}.ipynb"
+        r = await self.http.patch(f"/api/contents/{self.path}", json={"path": new})
+        assert r.status_code == 200, f"{self.context()}: rename {r.status_code} {r.text}"
+        self.path = new
+        # jupyter-server-fileid learns of a rename from an event handled after the rename
+        # answered: a save within those milliseconds still has the old path, and can
+        # write the file there again (a known race, in docs/testing.md).
+        await asyncio.sleep(0.2)
+
+    async def export(self) -> None:
+        r = await self.http.get(f"/api/ydoc-outputs/export/{self.path}")
+        assert r.status_code < 500, f"{self.context()}: export {r.status_code} {r.text}"
+        if r.status_code == 200:
+            nbformat.validate(nbformat.reads(r.text, as_version=nbformat.NO_CONVERT))
+        else:
+            assert r.json()["message"], self.context()
+
+    async def restart(self) -> None:
+        for client in self.clients:
+            await client.disconnect()
+        self.clients = []
+        await self.http.aclose()
+        if self.rng.random() < 0.5:
+            self.server.kill()  # a crash: no save, the update store holds the rest
+        else:
+            self.server.stop()
+        self.server = Server(self.root, self.home, ARGS)
+        self.http = self.server.http()
+
+    async def settle(self) -> None:
+        await asyncio.sleep(self.rng.choice([0.05, 0.2, 0.5]))
+
+    # -- the walk --------------------------------------------------------------------------
+
+    async def run(self, steps: int) -> None:
+        actions = [
+            (8, "open notebook", lambda: self.open_room("notebook"), lambda: True),
+            (5, "open text", lambda: self.open_room("text"), lambda: True),
+            (6, "close", self.close_room, lambda: bool(self.clients)),
+            (30, "edit notebook", self.edit_notebook, lambda: bool(self.clients_of(YNotebook))),
+            (6, "break notebook", self.break_notebook, lambda: bool(self.clients_of(YNotebook))),
+            (8, "edit text", self.edit_text, lambda: bool(self.clients_of(YUnicode))),
+            (6, "save", self.save, lambda: bool(self.clients)),
+            (3, "write outside", self.write_outside, lambda: True),
+            (2, "rename", self.rename, lambda: True),
+            (6, "export", self.export, lambda: True),
+            (0.3, "restart", self.restart, lambda: True),
+            (10, "settle", self.settle, lambda: True),
+        ]
+        for self.step in range(steps):
+            self.clients = [c for c in self.clients if not c.closed.is_set()]
+            possible = [a for a in actions if a[3]()]
+            _, name, action, _ = self.rng.choices(possible, [a[0] for a in possible])[0]
+            await action()
+            self.counts[name] = self.counts.get(name, 0) + 1
+            await self.check_file()
+
+    def disk_text(self) -> str:
+        return (self.root / self.path).read_text(errors="surrogateescape")
+
+    async def check_file(self) -> None:
+        """The file is a valid notebook, or a text a text room's client held; and it is
+        the only one: a save never recreates a file under a name it had."""
+        files = [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
+        assert files == [self.path], f"{self.context()}: {files}"
+        for _ in range(40):
+            text = self.disk_text()
+            if text in self.texts:
+                return
+            try:
+                notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+                if self.invalid_metadata_saved and isinstance(notebook.metadata, dict):
+                    # Metadata that a text room saved invalid stays editable; all else
+                    # in the notebook must still be valid.
+                    notebook = {**notebook, "metadata": {}}
+                nbformat.validate(notebook)
+                return
+            except Exception as e:
+                error = e
+            # Jupyter's writer rewrites a file in place: a reader can catch it half
+            # written, or a client may not have received what its room saved yet.
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{self.context()}: the file is neither a valid notebook nor "
+                             f"a text a client wrote ({error!r}): {text[:300]!r}")  # fmt: skip
+
+    async def finish(self) -> None:
+        """The notebook still opens, takes an edit and saves it."""
+        for client in self.clients:
+            await client.disconnect()
+        self.clients = []
+        if self.disk_text() in self.texts:
+            try:
+                nbformat.reads(self.disk_text(), as_version=4)
+            except Exception:
+                (self.root / self.path).write_text(valid_notebook_text(self.rng))  # repaired
+        await asyncio.sleep(1.0)
+        await self.open_room("notebook")
+        [client] = self.clients
+        client.notebook.ycells.append(new_cell(self.rng))
+        client.notebook.ycells[-1]["metadata"]["final"] = True
+        await client._safe_send(save_frame(999_999))
+        for _ in range(100):
+            saved = await read_saved(self.root / self.path)
+            if saved.cells and saved.cells[-1].metadata.get("final"):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"{self.context()}: the final edit was never saved")
+        if not self.invalid_metadata_saved:
+            nbformat.validate(saved)
+        await client.disconnect()
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.disconnect()
+        await self.http.aclose()
+        self.server.stop()
+
+
+def _to_y(value: Any) -> Any:
+    """A cell's plain dict as the Y types JupyterLab gives it."""
+    cell = dict(value)
+    cell["source"] = Text(cell.get("source", ""))
+    cell["metadata"] = Map(cell.get("metadata", {}))
+    if "outputs" in cell:
+        cell["outputs"] = Array([Map(o) for o in cell["outputs"]])
+    return Map(cell)
+
+
+@pytest.fixture
+async def walk(tmp_path: Path) -> AsyncIterator[Walk]:
+    root, home = tmp_path / "root", tmp_path / "home"
+    root.mkdir()
+    home.mkdir()
+    w = Walk(root, home, random.Random(SEED))
+    yield w
+    await w.close()
+    log = w.server.log().split("Shutting down")[0]
+    at = log.find("Traceback")
+    assert at < 0, f"seed {SEED}: {log[max(0, at - 500) : at + 2500]}"
+
+
+@pytest.mark.timeout(900)
+async def test_no_sequence_of_requests_breaks_the_file(walk: Walk):
+    print(f"model walk: seed {SEED}, {STEPS} steps (YDOC_MODEL_SEED, YDOC_MODEL_STEPS)")
+    await walk.run(STEPS)
+    await walk.finish()
+    print(f"model walk: seed {SEED}: {walk.counts}")
+    assert sum(walk.counts.values()) == STEPS
+    assert walk.counts.get("break notebook", 0) > 0, walk.context()
+
