@@ -1,18 +1,20 @@
 """``PUT api/collaboration/session/{path}``: the file id of a document, before its room.
 
 The stock collaboration frontend asks here first, then opens the room
-``{format}:{type}:{fileId}``.
+``{format}:{type}:{fileId}``. A path is resolved as the contents API resolves it
+(:func:`~ydoc_outputs.handlers.paths.visible_file`), so every spelling of one file gets
+its one file id, and a file the contents API hides is not found here either.
 """
 
 from __future__ import annotations
 
 import json
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..handlers.base import ExtensionAPIHandler
+from ..handlers.paths import visible_file
 from ..store.documents import KINDS
 
 __all__ = ["SessionHandler"]
@@ -44,13 +46,14 @@ class SessionHandler(ExtensionAPIHandler):
         if (fmt, content_type) not in KINDS:
             served = ", ".join(f"{f}:{t}" for f, t in KINDS)
             raise web.HTTPError(400, f"unsupported document {fmt}:{content_type}; served: {served}")
-        if not await ensure_async(self.contents_manager.file_exists(path)):
-            raise web.HTTPError(404, f"no file at {path!r}")
+        # Indexed under one spelling: another would get another file id, and so a second
+        # room editing the same file.
+        api_path = await visible_file(self.contents_manager, path)
         file_ids = self.settings["file_id_manager"]
-        file_id = file_ids.get_id(path)
+        file_id = file_ids.get_id(api_path)
         status = 200
         if file_id is None:
-            file_id = file_ids.index(path)
+            file_id = file_ids.index(api_path)
             status = 201
         if file_id is None:
             raise web.HTTPError(404, f"no file at {path!r}")
