@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -103,3 +104,32 @@ async def test_a_directory_is_not_a_document(server: Server, session: Session):
         status, body = await raw_put(server, f"/api/collaboration/session/{path}", NOTEBOOK)
         assert status == 404, (path, body)
         assert "fileId" not in body
+
+
+@pytest.fixture(scope="module")
+def unsaving_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that neither saves nor watches files for the length of a test: the room
+    alone holds an edit."""
+    srv = Server(
+        tmp_path_factory.mktemp("notebooks"),
+        tmp_path_factory.mktemp("jupyter-home"),
+        ["--YdocOutputsApp.autosave_delay=3600", "--YdocOutputsApp.file_poll_interval=0"],
+    )
+    yield srv
+    srv.stop()
+
+
+async def test_export_of_another_spelling_is_the_open_room(unsaving_server: Server):
+    session = Session(unsaving_server, unsaving_server.http())
+    path, _ = write_notebook(unsaving_server.root, "exported.ipynb", ["1"])
+    client = await session.client(path)
+    client.notebook.ycells[0]["source"].insert(0, "# edited\n")
+    watcher = await session.client(path)  # the server has the edit once this one sees it
+    await watcher.wait_for(lambda: str(watcher.notebook.ycells[0]["source"]) == "# edited\n1")
+    for spelling in ("exported.ipynb", "%2E/exported.ipynb", "sub%2F..%2Fexported.ipynb"):
+        exported = await session.http.get(f"/api/ydoc-outputs/export/{spelling}")
+        assert exported.status_code == 200, exported.text
+        assert "".join(exported.json()["cells"][0]["source"]) == "# edited\n1", spelling
+    await watcher.disconnect()
+    await client.disconnect()
+    await session.close()

@@ -14,6 +14,7 @@ from tornado import web
 from ..rooms.manager import ROOM_PREFIX
 from ..store.notebook import load_notebook, notebook_json
 from .base import ExtensionAPIHandler
+from .paths import visible_file
 
 __all__ = ["ExportHandler"]
 
@@ -24,15 +25,16 @@ class ExportHandler(ExtensionAPIHandler):
     @web.authenticated
     @authorized("read")
     async def get(self, path: str) -> None:
-        file_id = self.settings["file_id_manager"].get_id(path)
+        # The file the contents API serves at ``path``, under the spelling its room's
+        # file id was indexed with (so ``./a.ipynb`` finds the open room of ``a.ipynb``).
+        api_path = await visible_file(self.contents_manager, path)
+        file_id = self.settings["file_id_manager"].get_id(api_path)
         rooms = self.extension.room_manager
         room = rooms.notebook_room(ROOM_PREFIX + file_id) if file_id else None
         if room is not None:
             text = notebook_json(room.ynotebook)
         else:
-            if not await ensure_async(self.contents_manager.file_exists(path)):
-                raise web.HTTPError(404, f"no notebook at {path!r}")
-            model = await ensure_async(self.contents_manager.get(path, type="notebook"))
+            model = await ensure_async(self.contents_manager.get(api_path, type="notebook"))
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
             text = notebook_json(ynotebook)
