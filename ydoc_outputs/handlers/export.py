@@ -13,14 +13,16 @@ from tornado import web
 
 from ..rooms.manager import ROOM_PREFIX
 from ..store.notebook import load_notebook, notebook_json
-from .base import ExtensionAPIHandler
+from .base import BodyAPIHandler
 from .paths import visible_file
 
 __all__ = ["ExportHandler"]
 
 
-class ExportHandler(ExtensionAPIHandler):
+class ExportHandler(BodyAPIHandler):
     auth_resource = "contents"
+    # As jupyter_server serves a notebook it is asked to download.
+    body_type = "application/x-ipynb+json"
 
     @web.authenticated
     @authorized("read")
@@ -38,5 +40,4 @@ class ExportHandler(ExtensionAPIHandler):
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
             text = notebook_json(ynotebook)
-        self.set_header("Content-Type", "application/x-ipynb+json; charset=UTF-8")
         self.finish(text)
