@@ -98,6 +98,18 @@ async def test_hidden_files_are_as_absent_as_in_the_contents_api(
     assert export.status_code == 404, export.text
 
 
+@pytest.mark.parametrize("path", ["a" * 3000, "spelled.ipynb/x", "%00", "b%00.ipynb"])
+async def test_a_path_the_system_cannot_look_up_is_not_found(
+    server: Server, session: Session, path: str
+):
+    # Too long for the OS, under a file, or with a NUL byte: no file, not a server error.
+    write_notebook(server.root, "spelled.ipynb", ["1"])
+    status, body = await raw_put(server, f"/api/collaboration/session/{path}", NOTEBOOK)
+    assert status == 404, body
+    export = await session.http.get(f"/api/ydoc-outputs/export/{path}")
+    assert export.status_code == 404, export.text
+
+
 async def test_a_directory_is_not_a_document(server: Server, session: Session):
     (server.root / "folder.ipynb").mkdir(exist_ok=True)
     for path in ("folder.ipynb", "", "."):

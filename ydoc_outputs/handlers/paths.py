@@ -42,7 +42,8 @@ async def visible_file(contents_manager: Any, path: str) -> str:
 
     Raises:
         tornado.web.HTTPError: 404 for a path that names no file: missing, hidden, a
-            directory, or outside the root; the same answer for each, so that none
+            directory, outside the root, or one the system cannot look up; the same
+            answer for each, so that none
             tells whether a hidden file exists. Other errors of the contents manager
             (403 for a file it may not read) as it raised them.
     """
@@ -60,6 +61,10 @@ async def visible_file(contents_manager: Any, path: str) -> str:
         if e.status_code == 404:
             raise missing from None
         raise
+    except OSError:
+        # The hidden check stats the path: a name too long for the system, or a path
+        # through a file (``a.ipynb/x``). A path the system cannot look up names no file.
+        raise missing from None
     if model.get("type") == "directory":
         raise missing
     return api_path
