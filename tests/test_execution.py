@@ -116,6 +116,26 @@ async def test_export_is_valid_and_equals_disk_after_autosave(server: Server, se
     await client.disconnect()
 
 
+async def test_export_is_served_as_a_notebook_and_its_errors_as_json(
+    server: Server, session: Session
+):
+    # What a browser or `curl -OJ` uses to tell a notebook from any JSON.
+    path, _ = write_notebook(server.root, "typed.ipynb", ["1"])
+    from_disk = await session.http.get(f"/api/ydoc-outputs/export/{path}")  # no room yet
+    assert from_disk.status_code == 200, from_disk.text
+    assert from_disk.headers["content-type"] == "application/x-ipynb+json"
+    client = await session.client(path)
+    from_room = await session.http.get(f"/api/ydoc-outputs/export/{path}")
+    assert from_room.status_code == 200, from_room.text
+    assert from_room.headers["content-type"] == "application/x-ipynb+json"
+    assert from_room.text == from_disk.text
+    await client.disconnect()
+    missing = await session.http.get("/api/ydoc-outputs/export/nope.ipynb")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+    assert "nope.ipynb" in missing.json()["message"]
+
+
 async def test_an_error_cancels_the_cells_queued_after_it(server: Server, session: Session):
     path, cells = write_notebook(
         server.root, "stop.ipynb", ["import time\ntime.sleep(0.5)\n1/0", "print('never')"]

@@ -67,7 +67,7 @@ async def test_a_runaway_cell_keeps_head_and_tail_and_serves_the_whole_output(
 
     whole = await lsession.http.get(url)
     assert whole.status_code == 200, whole.text
-    assert whole.headers["content-type"].startswith("text/plain")
+    assert whole.headers["content-type"] == "text/plain; charset=UTF-8"
     assert whole.text == "".join(f"line {i:06d}\n" for i in range(LINES))
 
     # The notebook on disk and the export hold the truncated cell, valid nbformat.
@@ -92,12 +92,29 @@ async def test_a_runaway_cell_keeps_head_and_tail_and_serves_the_whole_output(
     await client.disconnect()
 
 
+async def test_the_output_of_a_cell_that_was_not_truncated_is_text(lsession: Session):
+    server = lsession.server
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "print('hi')", outputs=[nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+        )
+    )
+    nbformat.write(nb, server.root / "printed.ipynb")
+    room = (await lsession.open("printed.ipynb"))["room"]
+    output = await lsession.http.get(f"/api/ydoc-outputs/output/{room}/{nb.cells[0].id}")
+    assert output.status_code == 200, output.text
+    assert output.headers["content-type"] == "text/plain; charset=UTF-8"
+    assert output.text == "hi\n"
+
+
 async def test_output_endpoint_errors(lsession: Session):
     server = lsession.server
     path, [cell] = write_notebook(server.root, "small.ipynb", ["print('hi')"])
     room = (await lsession.open(path))["room"]
     unknown_cell = await lsession.http.get(f"/api/ydoc-outputs/output/{room}/nope")
     assert unknown_cell.status_code == 404 and "nope" in unknown_cell.json()["message"]
+    assert unknown_cell.headers["content-type"] == "application/json"
     unknown_doc = await lsession.http.get(f"/api/ydoc-outputs/output/json:notebook:x/{cell}")
     assert unknown_doc.status_code == 404, unknown_doc.text
     not_a_notebook = await lsession.http.get(f"/api/ydoc-outputs/output/text:file:x/{cell}")

@@ -20,9 +20,10 @@ from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
-from .rooms.handlers import RoomWebsocketHandler, SessionHandler
+from .rooms.handlers import RoomWebsocketHandler
 from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
+from .rooms.session import SessionHandler
 from .rooms.sync import CACHE_BYTES
 from .store.ystore import UpdateStore
 

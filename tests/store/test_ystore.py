@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from jupyter_ydoc import YNotebook
@@ -121,3 +123,45 @@ async def test_a_store_keyed_by_file_id_alone_drops_those_histories(tmp_path: Pa
     await store.start()
     assert await store.known_session("new-session")
     await store.stop()
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+async def test_store_files_are_private_whatever_the_umask(tmp_path: Path, umask_022: None):
+    # The store holds every output of every notebook: only the server's user may read it.
+    existing = tmp_path / "home"
+    existing.mkdir(mode=0o755)
+    path = existing / "data" / "ydoc_outputs" / "updates.db"
+    store = UpdateStore(path)
+    await store.start()
+    try:
+        await store.append("doc", notebook_updates(3)[1])
+        for name in ("updates.db", "updates.db-wal", "updates.db-shm"):
+            assert mode(path.parent / name) == 0o600, name
+        # The directories the store created; not the one that was already there.
+        assert mode(existing / "data" / "ydoc_outputs") == 0o700
+        assert mode(existing / "data") == 0o700
+        assert mode(existing) == 0o755
+    finally:
+        await store.stop()
+
+
+async def test_an_existing_store_is_made_private_on_open(tmp_path: Path, umask_022: None):
+    # As an older version left it: 0644, with the -wal and -shm of a crashed server.
+    path = tmp_path / "updates.db"
+    older = sqlite3.connect(path)
+    older.execute("PRAGMA journal_mode=WAL")
+    older.execute("CREATE TABLE t (x)")
+    older.execute("INSERT INTO t VALUES (1)")
+    older.commit()
+    names = ("updates.db", "updates.db-wal", "updates.db-shm")
+    assert [mode(tmp_path / name) for name in names] == [0o644] * 3
+    store = UpdateStore(path)
+    await store.start()
+    try:
+        await store.append("doc", notebook_updates(3)[1])
+        assert [mode(tmp_path / name) for name in names] == [0o600] * 3
+        assert len(await store.load("doc")) == len(notebook_updates(3)[1])
+    finally:
+        await store.stop()
+        older.close()

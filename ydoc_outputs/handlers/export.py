@@ -13,26 +13,30 @@ from tornado import web
 
 from ..rooms.manager import ROOM_PREFIX
 from ..store.notebook import InvalidNotebook, exported_json, load_notebook
-from .base import ExtensionAPIHandler
+from .base import BodyAPIHandler
+from .paths import visible_file
 
 __all__ = ["ExportHandler"]
 
 
-class ExportHandler(ExtensionAPIHandler):
+class ExportHandler(BodyAPIHandler):
     auth_resource = "contents"
+    # As jupyter_server serves a notebook it is asked to download.
+    body_type = "application/x-ipynb+json"
 
     @web.authenticated
     @authorized("read")
     async def get(self, path: str) -> None:
-        file_id = self.settings["file_id_manager"].get_id(path)
+        # The file the contents API serves at ``path``, under the spelling its room's
+        # file id was indexed with (so ``./a.ipynb`` finds the open room of ``a.ipynb``).
+        api_path = await visible_file(self.contents_manager, path)
+        file_id = self.settings["file_id_manager"].get_id(api_path)
         rooms = self.extension.room_manager
         room = rooms.notebook_room(ROOM_PREFIX + file_id) if file_id else None
         if room is not None:
             ynotebook = room.ynotebook
         else:
-            if not await ensure_async(self.contents_manager.file_exists(path)):
-                raise web.HTTPError(404, f"no notebook at {path!r}")
-            model = await ensure_async(self.contents_manager.get(path, type="notebook"))
+            model = await ensure_async(self.contents_manager.get(api_path, type="notebook"))
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
         try:
@@ -41,5 +45,4 @@ class ExportHandler(ExtensionAPIHandler):
             # No client update can make it so (the guard runs the same checks); the
             # file can, written by another program or a text view of it.
             raise web.HTTPError(409, f"{path!r} cannot be exported: {e}") from e
-        self.set_header("Content-Type", "application/x-ipynb+json; charset=UTF-8")
         self.finish(text)

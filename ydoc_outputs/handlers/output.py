@@ -12,13 +12,14 @@ from tornado import web
 
 from ..rooms.manager import RoomError
 from ..ydoc.writer import find_code_cell, is_marker, output_dict, output_text
-from .base import ExtensionAPIHandler
+from .base import BodyAPIHandler
 
 __all__ = ["OutputHandler"]
 
 
-class OutputHandler(ExtensionAPIHandler):
+class OutputHandler(BodyAPIHandler):
     auth_resource = "contents"
+    body_type = "text/plain; charset=UTF-8"
 
     @web.authenticated
     @authorized("read")
@@ -39,7 +40,6 @@ class OutputHandler(ExtensionAPIHandler):
                 continue
             text = output_text(output_dict(output))
             (head if tail is None else tail).append(text)
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.write("".join(head))
         if tail is not None and room.spill is not None:
             for chunk in room.spill.read(cell_id):

@@ -1,7 +1,8 @@
-"""HTTP side of the rooms: the collaboration session endpoint and the room websocket.
+"""The room websocket: y-websocket sync of one document, each message checked and limited.
 
-Both speak the contract of jupyter-server-ydoc, which the stock JupyterLab
-collaboration frontend (jupyter-docprovider) expects.
+It speaks the contract of jupyter-server-ydoc, which the stock JupyterLab collaboration
+frontend (jupyter-docprovider) expects; the session endpoint it calls first is in
+session.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import authorized, ws_authenticated
-from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from pycrdt import Encoder
 from tornado import web
@@ -24,7 +25,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..store.autosave import SaveDeferred
-from ..store.documents import KINDS, parse_room_name
+from ..store.documents import parse_room_name
 from ..ydoc.guard import UpdateRefused
 from .limits import TokenBucket, WebsocketLimits
 from .manager import RoomError, RoomManager
@@ -48,7 +49,7 @@ from .room import DocumentRoom
 if TYPE_CHECKING:
     from ..app import YdocOutputsApp
 
-__all__ = ["RoomWebsocketHandler", "SessionHandler", "WebsocketChannel"]
+__all__ = ["RoomWebsocketHandler", "WebsocketChannel"]
 
 log = logging.getLogger(__name__)
 #: Received messages a connection may have queued for its room. When the room is that far
@@ -58,9 +59,6 @@ MAX_QUEUED_MESSAGES = 64
 #: The start of a sync step 2 message: the document (or what a client lacks of it), in
 #: answer to the client's sync step 1.
 SYNC_STEP2_PREFIX = bytes([SYNC_MESSAGE, 1])
-
-#: Largest request body of the session endpoint, whose body is a tiny JSON object.
-MAX_SESSION_BODY_BYTES = 4096
 
 
 class CollaborationHandler(JupyterHandler):
@@ -72,48 +70,6 @@ class CollaborationHandler(JupyterHandler):
     def room_manager(self) -> RoomManager:
         manager: RoomManager = self.settings["ydoc_outputs"].room_manager
         return manager
-
-
-class SessionHandler(CollaborationHandler, APIHandler):
-    """``PUT api/collaboration/session/{path}``: the file id and this server's session id."""
-
-    @web.authenticated
-    @authorized
-    async def put(self, path: str) -> None:
-        if len(self.request.body) > MAX_SESSION_BODY_BYTES:
-            raise web.HTTPError(413, f"body larger than {MAX_SESSION_BODY_BYTES} bytes")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, RecursionError) as e:
-            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits.
-            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "body must be a JSON object")
-        fmt, content_type = body.get("format"), body.get("type")
-        if not isinstance(fmt, str) or not isinstance(content_type, str):
-            raise web.HTTPError(400, "'format' and 'type' must be strings")
-        if (fmt, content_type) not in KINDS:
-            served = ", ".join(f"{f}:{t}" for f, t in KINDS)
-            raise web.HTTPError(400, f"unsupported document {fmt}:{content_type}; served: {served}")
-        if not await ensure_async(self.contents_manager.file_exists(path)):
-            raise web.HTTPError(404, f"no file at {path!r}")
-        file_ids = self.settings["file_id_manager"]
-        file_id = file_ids.get_id(path)
-        status = 200
-        if file_id is None:
-            file_id = file_ids.index(path)
-            status = 201
-        if file_id is None:
-            raise web.HTTPError(404, f"no file at {path!r}")
-        self.set_status(status)
-        self.finish(
-            {
-                "format": fmt,
-                "type": content_type,
-                "fileId": file_id,
-                "sessionId": self.room_manager.session_id,
-            }
-        )
 
 
 class WebsocketChannel:

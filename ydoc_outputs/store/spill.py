@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from .private import PRIVATE_DIR, make_private, open_private, private_dirs
 
 __all__ = ["SpillStore"]
 
@@ -57,9 +60,12 @@ class SpillStore:
         try:
             file = self._open.get(cell_id)
             if file is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                file = self._open[cell_id] = self.path(cell_id).open(
-                    "a", encoding="utf-8", errors="surrogatepass", newline=""
+                # Private: a cell's output is as secret as its notebook (store/private.py).
+                private_dirs(self.directory)
+                make_private(self.directory, PRIVATE_DIR)
+                fd = open_private(self.path(cell_id), os.O_WRONLY | os.O_APPEND)
+                file = self._open[cell_id] = os.fdopen(
+                    fd, "a", encoding="utf-8", errors="surrogatepass", newline=""
                 )
             file.write(text)
             file.flush()

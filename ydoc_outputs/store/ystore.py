@@ -14,6 +14,7 @@ runs in WAL mode, durable against a killed server process.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pycrdt import merge_updates
+
+from .private import make_private, open_private, private_dirs
 
 __all__ = ["UpdateStore"]
 
@@ -88,7 +91,13 @@ class UpdateStore:
         await self._run(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
+        # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files it
+        # creates the mode of the database file. Those an older version (or a crash) left
+        # behind are made private too.
+        os.close(open_private(self.path, os.O_RDWR))
+        for suffix in ("-wal", "-shm"):
+            make_private(self.path.with_name(self.path.name + suffix))
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         # WAL with synchronous=NORMAL survives a killed process (not a power cut).
