@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import fanout, ingest, memory, reconnect
+from . import awareness, fanout, ingest, memory, reconnect
 from .harness import Options
 from .report import Table
 
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "fanout": fanout.run,
     "reconnect": reconnect.run,
     "memory": memory.run,
+    "awareness": awareness.run,
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 import websockets
@@ -13,7 +12,6 @@ from pycrdt import Text
 
 from .conftest import TOKEN, Server, Session, read_saved, write_notebook
 from .test_execution import run_to_idle, stream_text
-from .test_hostile import awareness_frame, jupyter_awareness
 from .yclient import YClient
 
 
@@ -274,38 +272,6 @@ async def test_unimplemented_collaboration_features_answer_501(
     r = await session.http.request(method, url, content=b"{}")
     assert r.status_code == 501
     assert "not implement" in r.json()["message"]
-
-
-async def test_awareness_reaches_every_client_and_a_goodbye_skips_its_sender(
-    server: Server, session: Session
-):
-    """Awareness (cursors, user names) is echoed to every client, the sender included
-    (browsers use the echo as a keep-alive), except a client's goodbye, which goes to
-    the others only: the sender is closing its socket."""
-    path, _ = write_notebook(server.root, "awareness.ipynb", ["1"])
-    info = await session.open(path)
-    url = server.ws_url(info["room"], info["sessionId"])
-    hello = awareness_frame(7, 1, jupyter_awareness("seven"))
-    goodbye = awareness_frame(7, 2, None)
-    probe = awareness_frame(8, 1, {"probe": 1})
-
-    async def received_until(ws: Any, last: bytes) -> list[bytes]:
-        seen: list[bytes] = []
-        while not seen or seen[-1] != last:
-            seen.append(await asyncio.wait_for(ws.recv(), 10))
-        return seen
-
-    async with websockets.connect(url) as a, websockets.connect(url) as b:
-        for ws in (a, b):
-            await ws.send(probe)
-            await received_until(ws, probe)  # both are in the room
-        await a.send(hello)
-        assert hello in await received_until(a, hello)
-        assert hello in await received_until(b, hello)
-        await a.send(goodbye)
-        await a.send(probe)
-        assert goodbye not in await received_until(a, probe)
-        assert goodbye in await received_until(b, probe)
 
 
 async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, session: Session):

@@ -8,11 +8,15 @@ rooms' shared budget of kept answers needs its bytes.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Doc, Text, YMessageType, YSyncMessageType, handle_sync_message
 
 from ydoc_outputs.rooms import sync
+from ydoc_outputs.rooms.awareness import AwarenessEntry, decode_message, encode_message
 from ydoc_outputs.rooms.sync import FRESH_SYNC_STEP1, AnswerCache, SyncRoom
 
 
@@ -146,5 +150,102 @@ async def test_changes_that_outgrow_the_answer_free_its_bytes(monkeypatch) -> No
         text += "y" * 2_000
         assert cache.bytes == 0  # dropped at once, not at the next fresh client
         assert applied(await fresh_client(room)) == str(text)
+    finally:
+        room.stop()
+
+
+# -- awareness ----------------------------------------------------------------------------
+
+
+class Connection:
+    """A connected client whose messages the test hands in one by one; ``None`` closes it."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.sent: list[bytes] = []
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> bytes:
+        message = await self.inbox.get()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    def send_nowait(self, message: bytes) -> None:
+        self.sent.append(message)
+
+    def close(self, code: int, reason: str) -> None:
+        raise AssertionError(f"closed: {code} {reason}")
+
+    def awareness(self) -> list[list[tuple[int, int, str]]]:
+        """Each awareness update it was sent: (client id, clock, state) of each entry."""
+        return [
+            [(e.client_id, e.clock, e.state) for e in decode_message(m)]
+            for m in self.sent
+            if m[0] == YMessageType.AWARENESS
+        ]
+
+
+def hello(client_id: int, clock: int) -> bytes:
+    return encode_message([AwarenessEntry(client_id, clock, f'{{"n":{clock}}}')])
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_awareness_goes_out_merged_once_per_interval() -> None:
+    room = SyncRoom(Doc(), lambda e, client: None, awareness_interval=1.0)
+    room.start()
+    a, b = Connection(), Connection()
+    serving = [asyncio.ensure_future(room.serve(c)) for c in (a, b)]
+    try:
+        await asyncio.sleep(0)  # both are in the room
+        a.inbox.put_nowait(hello(1, 1))  # after a quiet moment: at once, to both
+        await until(lambda: len(b.awareness()) == 1)
+        assert a.awareness() == b.awareness() == [[(1, 1, '{"n":1}')]]
+        for clock in range(2, 6):
+            a.inbox.put_nowait(hello(1, clock))
+            b.inbox.put_nowait(hello(2, clock))
+        b.inbox.put_nowait(hello(2, 3))  # stale: dropped
+        await asyncio.sleep(0.05)
+        assert len(b.awareness()) == 1  # the rest waits for the interval
+        await until(lambda: len(b.awareness()) == 2)
+        merged = [[(1, 5, '{"n":5}'), (2, 5, '{"n":5}')]]
+        assert a.awareness()[1:] == b.awareness()[1:] == merged
+        a.inbox.put_nowait(None)  # a's connection closes without a goodbye
+        await until(lambda: len(b.awareness()) == 3)
+        assert b.awareness()[2] == [(1, 5, "null")]
+        late = Connection()  # a new client gets the live states at once
+        serving.append(asyncio.ensure_future(room.serve(late)))
+        await asyncio.sleep(0)
+        assert late.awareness() == [[(2, 5, '{"n":5}')]]
+        late.inbox.put_nowait(None)
+        b.inbox.put_nowait(None)
+        await asyncio.gather(*serving)
+    finally:
+        room.stop()
+
+
+async def test_with_no_interval_each_update_goes_out_at_once() -> None:
+    room = SyncRoom(Doc(), lambda e, client: None, awareness_interval=0)
+    room.start()
+    a, b = Connection(), Connection()
+    serving = [asyncio.ensure_future(room.serve(c)) for c in (a, b)]
+    try:
+        await asyncio.sleep(0)  # both are in the room
+        for clock in (1, 2, 2, 3):
+            a.inbox.put_nowait(hello(1, clock))
+        a.inbox.put_nowait(None)
+        await serving[0]
+        expected = [[(1, c, f'{{"n":{c}}}')] for c in (1, 2, 3)] + [[(1, 3, "null")]]
+        assert b.awareness() == expected
+        b.inbox.put_nowait(None)
+        await serving[1]
     finally:
         room.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,11 +12,14 @@ import websockets
 from jupyter_ydoc import YNotebook
 from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import (
+    Awareness,
     YMessageType,
     YSyncMessageType,
+    create_awareness_message,
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    read_message,
 )
 
 
@@ -30,6 +34,11 @@ class YClient:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.raw: list[bytes] = []
+        #: The page's awareness, merged by y-protocols' rules (pycrdt's implementation
+        #: of them): every awareness update from the server is applied to it.
+        self.awareness = Awareness(self.document.ydoc)
+        #: Each awareness update received: (time.monotonic(), the update).
+        self.awareness_received: list[tuple[float, bytes]] = []
         #: Called after each message from the server has been applied.
         self.listeners: list[Callable[[], None]] = []
         self._changed = asyncio.Condition()
@@ -107,6 +116,10 @@ class YClient:
                             # after them, so once its step 2 is here, so are they.
                             self._step2_seen = True
                             await self._safe_send(create_sync_message(self.document.ydoc))
+                elif message[0] == YMessageType.AWARENESS:
+                    update = read_message(message[1:])
+                    self.awareness_received.append((time.monotonic(), update))
+                    self.awareness.apply_awareness_update(update, "remote")
                 elif message[0] == 2:
                     self.raw.append(message)
                 for listener in self.listeners:
@@ -122,6 +135,19 @@ class YClient:
             self.closed.set()
             async with self._changed:
                 self._changed.notify_all()
+
+    async def set_awareness(self, state: dict[str, Any] | None) -> None:
+        """Set this page's awareness state and send it, as y-websocket does (``None``: the
+        goodbye a page sends when it closes)."""
+        self.awareness.set_local_state(state)
+        update = self.awareness.encode_awareness_update([self.awareness.client_id])
+        await self._safe_send(create_awareness_message(update))
+
+    @property
+    def peers(self) -> dict[int, Any]:
+        """The awareness states of the other clients, as this page holds them."""
+        own = self.awareness.client_id
+        return {cid: state for cid, state in self.awareness.states.items() if cid != own}
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
         """Wait until ``predicate()`` holds for this client's copy of the document."""

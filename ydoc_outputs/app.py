@@ -24,7 +24,7 @@ from .rooms.handlers import RoomWebsocketHandler
 from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
 from .rooms.session import SessionHandler
-from .rooms.sync import CACHE_BYTES
+from .rooms.sync import AWARENESS_INTERVAL, CACHE_BYTES
 from .store.ystore import UpdateStore
 
 __all__ = ["YdocOutputsApp"]
@@ -134,6 +134,15 @@ class YdocOutputsApp(ExtensionApp):
         help="Awareness messages per second one connection may send, sustained, after "
         "awareness_burst; more closes it with code 4429. 0 disables the limit.",
     )
+    awareness_interval = Float(
+        AWARENESS_INTERVAL,
+        config=True,
+        help="Seconds between two awareness updates (cursors, user names) to a room's "
+        "clients: each gets at most one per interval, holding the latest state of every "
+        "client that changed, so a room of N busy clients costs the server N messages per "
+        "interval, not N per cursor move. The first change after a quiet interval goes "
+        "at once. 0 sends each client's update to every client at once.",
+    )
     awareness_burst = Int(
         WebsocketLimits.awareness_burst,
         config=True,
@@ -232,6 +241,7 @@ class YdocOutputsApp(ExtensionApp):
             spill_root=Path(self.spill_path) if self.spill_path else data_dir / "spill",
             output_url=self._output_url,
             sync_cache_bytes=self.sync_cache_bytes,
+            awareness_interval=self.awareness_interval,
         )
         self.execution = ExecutionService(
             serverapp.kernel_manager,

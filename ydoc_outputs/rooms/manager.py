@@ -20,7 +20,7 @@ from ..outputs.reducer import OutputLimits
 from ..store.documents import KINDS, NOTEBOOK, RoomKey, parse_room_name
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
-from .sync import CACHE_BYTES, AnswerCache
+from .sync import AWARENESS_INTERVAL, CACHE_BYTES, AnswerCache
 from .watcher import CLOSE_FILE_DELETED, FileWatcher
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
@@ -57,6 +57,7 @@ class RoomManager:
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
         sync_cache_bytes: int = CACHE_BYTES,
+        awareness_interval: float = AWARENESS_INTERVAL,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -79,6 +80,8 @@ class RoomManager:
         self.output_url = output_url
         #: The whole-document answers to fresh clients that the rooms keep, in one budget.
         self.answers = AnswerCache(sync_cache_bytes)
+        #: Seconds between two awareness updates to a room's clients.
+        self.awareness_interval = awareness_interval
 
     async def start_store(self) -> None:
         """Open the update store (once) and record this process's session id in it."""
@@ -174,6 +177,7 @@ class RoomManager:
             "store": store,
             "squash_after": self.squash_after,
             "answers": self.answers,
+            "awareness_interval": self.awareness_interval,
         }
         room: DocumentRoom
         if kind is NOTEBOOK:

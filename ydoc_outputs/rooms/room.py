@@ -22,7 +22,7 @@ from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter, truncation_marker
 from .protocol import CLOSE_BAD_REQUEST, SYNC_MESSAGE, FrameReader
-from .sync import EMPTY_UPDATE, AnswerCache, Client, SyncRoom
+from .sync import AWARENESS_INTERVAL, EMPTY_UPDATE, AnswerCache, Client, SyncRoom
 
 __all__ = ["DocumentRoom", "NotebookRoom"]
 
@@ -62,6 +62,7 @@ class DocumentRoom:
         store: UpdateStore | None = None,
         squash_after: float | None = None,
         answers: AnswerCache | None = None,
+        awareness_interval: float = AWARENESS_INTERVAL,
     ) -> None:
         self.key = key
         self.doc: YBaseDoc = key.kind.new_document()
@@ -80,7 +81,7 @@ class DocumentRoom:
         self.unreadable_stamp: tuple[Any, Any] | None = None
         #: Tries every client update on a shadow copy before the room applies it.
         self.guard = key.kind.guard(self.doc)
-        self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message, answers)
+        self.sync = SyncRoom(self.doc.ydoc, self._on_bad_message, answers, awareness_interval)
         self.autosaver = Autosaver(
             self.doc, lambda: key.kind.snapshot(self.doc), lambda: save(self), autosave_delay
         )
@@ -182,6 +183,7 @@ class NotebookRoom(DocumentRoom):
         store: UpdateStore | None = None,
         squash_after: float | None = None,
         answers: AnswerCache | None = None,
+        awareness_interval: float = AWARENESS_INTERVAL,
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
     ) -> None:
@@ -192,6 +194,7 @@ class NotebookRoom(DocumentRoom):
             store=store,
             squash_after=squash_after,
             answers=answers,
+            awareness_interval=awareness_interval,
         )
         self.reducer = OutputReducer(limits)
         #: Outputs dropped from truncated cells (None: they are discarded).

@@ -7,13 +7,19 @@ a hundred output batches a second, this is what keeps the latency of the last cl
 close to that of the first.
 
 The protocol is y-websocket's, as pycrdt-websocket speaks it: the server sends sync
-step 1 to a new client, answers its sync step 1 with step 2, applies its updates, and
-echoes awareness messages to every client of the room (the sender included: browsers
-use the echo to keep their connection alive).
+step 1 to a new client, answers its sync step 1 with step 2 and applies its updates.
+Awareness (user names, cursors) is merged per room (``awareness.py``) and sent to every
+client, the sender included (browsers use that echo to keep their connection alive), as
+one update per ``awareness_interval`` at most, holding the latest state of each client
+that changed: with N clients each moving its cursor, each client gets a few messages a
+second, not N times as many, and the server's cost grows with N, not N squared. A new
+client gets the current states at once; a closed connection's states are removed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -28,11 +34,13 @@ from pycrdt import (
     create_sync_message,
     create_update_message,
     handle_sync_message,
-    is_awareness_disconnect_message,
     merge_updates,
 )
 
-__all__ = ["AnswerCache", "Client", "SyncRoom"]
+from .awareness import AwarenessStates, decode_message, encode_message
+from .protocol import CLOSE_TOO_MANY
+
+__all__ = ["AWARENESS_INTERVAL", "AnswerCache", "Client", "SyncRoom"]
 
 
 #: The update of a transaction that changed nothing.
@@ -45,6 +53,13 @@ CACHE_BYTES = 128 << 20
 #: Changes since that answer are sent with it, instead of encoding the document again,
 #: up to this many bytes or an eighth of the answer, whichever is more.
 TAIL_MAX_BYTES = 1 << 20
+#: Seconds between two awareness updates to a client, unless configured otherwise
+#: (``awareness_interval``): cursors move at most this late, and 60 clients moving
+#: theirs 40 times a second cost each client 10 messages a second, not 2,400.
+AWARENESS_INTERVAL = 0.1
+#: Live awareness states one connection may hold in its room: a page sends its own
+#: (one), and the room keeps each until its sender's connection closes.
+MAX_AWARENESS_STATES = 32
 
 
 class Client(Protocol):
@@ -109,10 +124,12 @@ class SyncRoom:
         ydoc: Doc[Any],
         on_bad_message: Callable[[Exception, Client], None],
         cache: AnswerCache | None = None,
+        awareness_interval: float = AWARENESS_INTERVAL,
     ) -> None:
         """Serve ``ydoc``; a client whose message raises is passed to ``on_bad_message``.
         ``cache``: the budget of kept answers this room shares with others (by default
-        one of its own)."""
+        one of its own). ``awareness_interval``: seconds between two awareness updates
+        to the clients; 0 sends each client's update on at once."""
         self.ydoc = ydoc
         self.clients: set[Client] = set()
         self._on_bad_message = on_bad_message
@@ -125,6 +142,11 @@ class SyncRoom:
         self._tail: list[bytes] = []
         self._tail_bytes = 0
         self._tail_message: bytes | None = None
+        self._awareness: AwarenessStates[Client] = AwarenessStates()
+        self._awareness_interval = awareness_interval
+        self._awareness_timer: asyncio.TimerHandle | None = None
+        #: When the last awareness update went out (the event loop's clock).
+        self._awareness_sent_at = -math.inf
 
     def start(self, state: bytes | None = None) -> None:
         """Broadcast every transaction from now on. ``state``: the whole document, just
@@ -139,6 +161,9 @@ class SyncRoom:
             self.ydoc.unobserve(self._subscription)
             self._subscription = None
         self.forget_answer()
+        if self._awareness_timer is not None:
+            self._awareness_timer.cancel()
+            self._awareness_timer = None
 
     def _broadcast(self, event: TransactionEvent) -> None:
         update: bytes = event.update
@@ -160,6 +185,9 @@ class SyncRoom:
         self.clients.add(client)
         try:
             client.send_nowait(create_sync_message(self.ydoc))
+            states = self._awareness.states()
+            if states:  # the collaborators, before any of them moves again
+                client.send_nowait(encode_message(states))
             async for message in client:
                 try:
                     self._handle(client, message)
@@ -167,6 +195,9 @@ class SyncRoom:
                     self._on_bad_message(e, client)
         finally:
             self.clients.discard(client)
+            # Its page will not say goodbye: the others hear it from the room.
+            if self._awareness.remove_sent_by(client):
+                self._awareness_changed()
 
     def _handle(self, client: Client, message: bytes) -> None:
         kind = message[0]
@@ -179,10 +210,37 @@ class SyncRoom:
             if reply is not None:
                 client.send_nowait(reply)
         elif kind == YMessageType.AWARENESS:
-            leaving = is_awareness_disconnect_message(message[1:])
-            for other in tuple(self.clients):
-                if not (leaving and other is client):
-                    other.send_nowait(message)
+            if not self._awareness.apply(decode_message(message), client):
+                return  # nothing newer than what every client has
+            if self._awareness.count_sent_by(client) > MAX_AWARENESS_STATES:
+                # Each state stays until its connection closes: bound what one keeps.
+                self._awareness.remove_sent_by(client)
+                client.close(CLOSE_TOO_MANY, "too many awareness states")
+            self._awareness_changed()
+
+    def _awareness_changed(self) -> None:
+        """Send the awareness changes now if the last update went out at least an
+        interval ago (a cursor moved after a quiet moment is seen at once), else once
+        it has."""
+        if self._awareness_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._awareness_sent_at + self._awareness_interval - loop.time()
+        if wait > 0:
+            self._awareness_timer = loop.call_later(wait, self._send_awareness)
+        else:
+            self._send_awareness()
+
+    def _send_awareness(self) -> None:
+        """Send every client one update: the latest entry of each client id that changed."""
+        self._awareness_timer = None
+        changes = self._awareness.take_changes()
+        if not changes:
+            return
+        self._awareness_sent_at = asyncio.get_running_loop().time()
+        message = encode_message(changes)
+        for client in tuple(self.clients):
+            client.send_nowait(message)
 
     def _whole_document(self) -> list[bytes]:
         """The messages that give a fresh client the whole document: sync step 2 of the
