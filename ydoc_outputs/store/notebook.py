@@ -175,7 +175,8 @@ def check_notebook_shape(doc: Doc[Any], touched: Touched, before: Doc[Any]) -> N
     _validate(validator, _notebook_node({**meta, "metadata": {}}, cells))
     if touched.meta:
         if not isinstance(meta.get("metadata", {}), dict):
-            raise UpdateRefused("the notebook would not be valid nbformat: its metadata must be a map")
+            reason = "the notebook would not be valid nbformat: its metadata must be a map"
+            raise UpdateRefused(reason)
         try:
             _validate(validator, _notebook_node(meta, []))
         except UpdateRefused:
