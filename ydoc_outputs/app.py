@@ -243,6 +243,7 @@ class YdocOutputsApp(ExtensionApp):
             sync_cache_bytes=self.sync_cache_bytes,
             awareness_interval=self.awareness_interval,
         )
+        self.room_manager.hold_renames_for_saves()
         self.execution = ExecutionService(
             serverapp.kernel_manager,
             self.room_manager,

@@ -1,4 +1,4 @@
-""""Open With → Editor" on a notebook, in stock JupyterLab: the editor shows the
+""" "Open With → Editor" on a notebook, in stock JupyterLab: the editor shows the
 notebook's JSON, and the notebook is never emptied or corrupted by it."""
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ EDITOR_SOURCE = """() => {
 async def open_in_editor(page: Page, path: str) -> None:
     """The command behind "Open With → Editor" in the file browser's context menu."""
     await page.evaluate(
-        "path => window.jupyterapp.commands.execute('docmanager:open',"
-        " {path, factory: 'Editor'})",
+        "path => window.jupyterapp.commands.execute('docmanager:open', {path, factory: 'Editor'})",
         path,
     )
     await page.wait_for_selector(".jp-FileEditor .cm-content", timeout=30_000)
@@ -41,9 +40,7 @@ async def editor_source(page: Page, timeout: float = 30) -> str:
 
 
 async def close_editor(page: Page) -> None:
-    await page.evaluate(
-        "() => window.jupyterapp.shell.currentWidget.close()"
-    )
+    await page.evaluate("() => window.jupyterapp.shell.currentWidget.close()")
     await page.wait_for_selector(".jp-FileEditor", state="detached", timeout=10_000)
 
 
@@ -91,9 +88,7 @@ async def test_open_with_editor_while_a_cell_runs(lab: Server, pages: Pages):
     await kernels_idle(lab)
     await asyncio.sleep(2)  # the last output saved, and the text view reloaded it
     # The editor followed the notebook's saves: it shows every line.
-    await page.wait_for_function(
-        f"() => ({EDITOR_SOURCE})()?.includes('line 49')", timeout=10_000
-    )
+    await page.wait_for_function(f"() => ({EDITOR_SOURCE})()?.includes('line 49')", timeout=10_000)
     await close_editor(page)
     await asyncio.sleep(3)
     [outputs] = saved_outputs(lab, path)

@@ -26,6 +26,8 @@ def test_rooms_of_one_file_keep_their_own_spill_files(tmp_path: Path):
     other = SpillStore(tmp_path, "text:file:abc")
     assert list(other.read("cell")) == []
     notebook.close()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 

@@ -123,6 +123,8 @@ async def test_a_store_keyed_by_file_id_alone_drops_those_histories(tmp_path: Pa
     await store.start()
     assert await store.known_session("new-session")
     await store.stop()
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 

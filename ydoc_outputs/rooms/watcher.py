@@ -23,7 +23,7 @@ from .room import DocumentRoom
 if TYPE_CHECKING:
     from .manager import RoomManager
 
-__all__ = ["FileUnreadable", "FileWatcher"]
+__all__ = ["FileMissing", "FileUnreadable", "FileWatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ CLOSE_FILE_DELETED = 4404
 class FileUnreadable(SaveDeferred):
     """The file changed into something its room cannot read (a notebook that a text
     editor made invalid JSON, on purpose or half-way through an edit)."""
+
+
+class FileMissing(SaveDeferred):
+    """The file left its path between the room's look at it and its reading."""
 
 
 class FileWatcher:
@@ -91,7 +95,8 @@ class FileWatcher:
         if room.autosaver.lock.locked():
             return  # a save is being written; it checks the file itself first
         async with room.autosaver.lock:
-            with contextlib.suppress(FileUnreadable):  # logged once, when first seen
+            # Unreadable: logged once, when first seen. Missing: the next check tells.
+            with contextlib.suppress(FileUnreadable, FileMissing):
                 await self.sync_from_disk(room, path)
 
     async def sync_from_disk(self, room: DocumentRoom, path: str) -> bool:
@@ -103,25 +108,25 @@ class FileWatcher:
             FileUnreadable: the file changed into something the room cannot load. The
                 room keeps its document and must not save over the file: another view
                 of it (a text editor) wrote it.
+            FileMissing: the file is not at ``path`` any more (renamed or deleted a
+                moment ago: the next check of the watcher tells which).
         """
         # A stat first: hashing reads the whole file, and this runs every `interval`
         # seconds for every open room, and before every save.
-        model = await ensure_async(self._contents.get(path, content=False))
+        model = await self._get(path, content=False)
         stamp = stamp_of(model)
         if room.file_stamp is not None and stamp == room.file_stamp:
             return False
         if stamp is not None and stamp == room.unreadable_stamp:
             raise FileUnreadable(path)
-        model = await ensure_async(self._contents.get(path, content=False, require_hash=True))
+        model = await self._get(path, content=False, require_hash=True)
         if model.get("hash") in (None, room.file_hash):
             room.file_stamp = stamp_of(model)  # touched, not changed
             return False
         kind = room.key.kind
         try:
-            model = await ensure_async(
-                self._contents.get(
-                    path, content=True, type=kind.type, format=kind.format, require_hash=True
-                )
+            model = await self._get(
+                path, content=True, type=kind.type, format=kind.format, require_hash=True
             )
         except HTTPError as e:
             if e.status_code != 400:
@@ -139,3 +144,13 @@ class FileWatcher:
         if self._manager.store is not None and room.file_hash is not None:
             await self._manager.store.set_saved(room.name, room.file_hash)
         return True
+
+    async def _get(self, path: str, **options: Any) -> dict[str, Any]:
+        try:
+            model: dict[str, Any] = await ensure_async(self._contents.get(path, **options))
+        except HTTPError as e:
+            if e.status_code == 404:
+                log.info("%s is gone from its path: not saved now", path)
+                raise FileMissing(path) from e
+            raise
+        return model
