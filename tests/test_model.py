@@ -404,6 +404,6 @@ async def test_no_sequence_of_requests_breaks_the_file(walk: Walk):
     print(f"model walk: seed {SEED}, {STEPS} steps (YDOC_MODEL_SEED, YDOC_MODEL_STEPS)")
     await walk.run(STEPS)
     await walk.finish()
-    print(f"model walk: seed {SEED}: {walk.counts}")
+    print(f"model walk: seed {SEED}: {walk.counts}, of nothing: {walk.breaks_of_nothing}")
     assert sum(walk.counts.values()) == STEPS
     assert walk.counts.get("break notebook", 0) > 0, walk.context()
