@@ -147,6 +147,12 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         """Tornado closes the connection with 1009 on a larger frame, before reading it."""
         return self._limits.max_message_bytes
 
+    def get_compression_options(self) -> None:
+        """No permessage-deflate: the channel writes the frames itself, each message the
+        one object shared by every client of the room (compressed, it would be one copy
+        per client, and one compression per client and message)."""
+        return None
+
     def set_default_headers(self) -> None:
         """Undo JupyterHandler's headers, which make no sense for websockets."""
 
@@ -185,7 +191,11 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             return
         self._room = room
         self._channel = WebsocketChannel(
-            self, room_name, max_pending_bytes=self._limits.max_pending_bytes, admit=room.admit
+            self,
+            room_name,
+            max_pending_bytes=self._limits.max_pending_bytes,
+            admit=room.admit,
+            budget=self.extension.websocket_budget,
         )
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
 
@@ -205,6 +215,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             channel.close(CLOSE_BAD_REQUEST, "malformed message")
         finally:
             channel.end(drop=True)
+            channel.stop_sending()
             self.room_manager.maybe_clean_up(room)
 
     def _refuse(self, code: int, reason: str) -> None:
@@ -267,6 +278,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
     def on_close(self) -> None:
         if self._channel is not None:
             self._channel.end(drop=False)
+            self._channel.stop_sending()
 
     async def _on_raw(self, message: bytes) -> None:
         """Answer a save request (Ctrl+S): ``varString "save"`` then ``varUint id``."""
