@@ -1,10 +1,11 @@
-"""The server-wide budget of bytes waiting on the room websockets (pure
-bookkeeping: ydoc_outputs/rooms/budget.py)."""
+"""The server-wide budget of bytes waiting on the room websockets, and the per-user
+connection count (pure bookkeeping: ydoc_outputs/rooms/budget.py)."""
 
 from __future__ import annotations
 
 from ydoc_outputs.rooms.budget import (
     SHARED_MIN_BYTES,
+    ConnectionCounter,
     PendingBudget,
     eviction_order,
 )
@@ -123,3 +124,15 @@ def test_no_budget() -> None:
     client = FakeClient(budget, "c", 0)
     assert client.send(big(10**7))
     assert not client.evicted
+
+
+def test_connections_per_user() -> None:
+    counter = ConnectionCounter(2)
+    assert counter.open("alice") and counter.open("alice")
+    assert not counter.open("alice")
+    assert counter.open("bob")
+    counter.close("alice")
+    assert counter.open("alice")
+    assert counter.count("alice") == 2
+    unlimited = ConnectionCounter(0)
+    assert all(unlimited.open("alice") for _ in range(1000))

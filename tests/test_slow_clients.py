@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -17,9 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 from pycrdt import Encoder
 
-from .conftest import Server, Session
+from .conftest import TOKEN, Server, Session
 from .yclient import YClient
 
 BUDGET_MB = 64
@@ -36,6 +38,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         [
             "--YdocOutputsApp.room_cleanup_delay=1.0",
             f"--YdocOutputsApp.websocket_max_total_pending_bytes={BUDGET_MB << 20}",
+            f"--YdocOutputsApp.websocket_max_connections_per_user={PER_USER}",
             "--ServerApp.identity_provider_class=tests.authorizers.UserFromQuery",
         ],
     )
@@ -185,3 +188,39 @@ async def test_clients_that_do_not_read_cost_bounded_memory(slow_server: Server,
         client.close()
     await reader.disconnect()
     await writer.disconnect()
+
+
+async def test_connections_per_user_are_limited(slow_server: Server, ssession: Session):
+    """Past websocket_max_connections_per_user, a user's next room websocket is refused
+    with HTTP 429 before the upgrade; another user is not affected, and closing one
+    connection frees its slot."""
+    server = slow_server
+    (server.root / "small.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
+    info = await ssession.open("small.ipynb")
+    url = server.ws_url(info["room"], info["sessionId"])
+    async with contextlib.AsyncExitStack() as stack:
+        bobs = [
+            await stack.enter_async_context(websockets.connect(f"{url}&user=bob"))
+            for _ in range(PER_USER)
+        ]
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{url}&user=bob")
+        assert refused.value.response.status_code == 429
+        assert b"too many" in refused.value.response.body
+        async with websockets.connect(f"{url}&user=carol") as carol:
+            await carol.recv()  # the server's sync step 1: served
+        await bobs[0].close()
+        # The slot is free once the server has seen the close.
+        for _ in range(50):
+            try:
+                again = await websockets.connect(f"{url}&user=bob")
+                break
+            except websockets.InvalidStatus:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("closing a connection did not free its slot")
+        await again.recv()
+        await again.close()
+    assert TOKEN in url

@@ -1,4 +1,5 @@
-"""Server-wide limit of the room websockets: the bytes waiting on all of them.
+"""Server-wide limits of the room websockets: the bytes waiting on all of them, and the
+connections each user may hold open.
 
 Pure bookkeeping, no I/O: the websocket channels report what they queue and what was
 written, and are told which of them to close.
@@ -6,10 +7,11 @@ written, and are told which of them to close.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
-__all__ = ["SHARED_MIN_BYTES", "Holder", "PendingBudget", "eviction_order"]
+__all__ = ["SHARED_MIN_BYTES", "ConnectionCounter", "Holder", "PendingBudget", "eviction_order"]
 
 #: A message at least this large is handed to the socket by reference, so clients that
 #: wait for the same one share its memory, and the budget counts it once. A smaller one
@@ -131,3 +133,27 @@ class PendingBudget:
                 self.total -= size
             else:
                 self._shared[key] = (message, count - 1)
+
+
+class ConnectionCounter:
+    """Open room websocket connections per user, at most ``max_per_user`` each
+    (0 or less: no limit)."""
+
+    def __init__(self, max_per_user: int) -> None:
+        self.max_per_user = max_per_user
+        self._open: Counter[str] = Counter()
+
+    def open(self, user: str) -> bool:
+        """Count one more connection of ``user``; False (and not counted) over the limit."""
+        if 0 < self.max_per_user <= self._open[user]:
+            return False
+        self._open[user] += 1
+        return True
+
+    def close(self, user: str) -> None:
+        self._open[user] -= 1
+        if self._open[user] <= 0:
+            del self._open[user]
+
+    def count(self, user: str) -> int:
+        return self._open[user]
