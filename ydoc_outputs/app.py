@@ -20,6 +20,7 @@ from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
 from .outputs.reducer import OutputLimits
+from .rooms.budget import ConnectionCounter, PendingBudget
 from .rooms.handlers import RoomWebsocketHandler
 from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
@@ -122,6 +123,22 @@ class YdocOutputsApp(ExtensionApp):
         "them; past this the client is closed with code 4408 (it resyncs on reconnection). "
         "The whole-document sync being sent to it does not count.",
     )
+    websocket_max_total_pending_bytes = Int(
+        256 * 1024 * 1024,
+        config=True,
+        help="Bytes that may wait to be sent on all room websockets together (a large "
+        "message queued for many clients counts once). A message that would take them "
+        "past this first closes the connections holding the most, code 4408 (among equals, "
+        "those waiting longest); they resync on reconnection. 0: no limit.",
+    )
+    websocket_max_connections_per_user = Int(
+        300,
+        config=True,
+        help="Room websockets one user (by username) may have open at once: each "
+        "JupyterLab tab opens one per open document, and one for global awareness. More "
+        "are refused with HTTP 429 before the upgrade, which the frontend retries with "
+        "back-off. 0: no limit.",
+    )
     awareness_max_bytes = Int(
         WebsocketLimits.max_awareness_bytes,
         config=True,
@@ -217,6 +234,8 @@ class YdocOutputsApp(ExtensionApp):
     room_manager: RoomManager
     execution: ExecutionService
     websocket_limits: WebsocketLimits
+    websocket_budget: PendingBudget
+    websocket_connections: ConnectionCounter
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -260,6 +279,8 @@ class YdocOutputsApp(ExtensionApp):
             request_burst=self.sync_request_burst,
             max_pending_bytes=self.websocket_max_pending_bytes,
         )
+        self.websocket_budget = PendingBudget(self.websocket_max_total_pending_bytes)
+        self.websocket_connections = ConnectionCounter(self.websocket_max_connections_per_user)
         self.settings["ydoc_outputs"] = self
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(

@@ -1,8 +1,7 @@
-"""The room websocket: y-websocket sync of one document, each message checked and limited.
+"""HTTP side of the rooms: the collaboration session endpoint and the room websocket.
 
-It speaks the contract of jupyter-server-ydoc, which the stock JupyterLab collaboration
-frontend (jupyter-docprovider) expects; the session endpoint it calls first is in
-session.py.
+Both speak the contract of jupyter-server-ydoc, which the stock JupyterLab
+collaboration frontend (jupyter-docprovider) expects.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
@@ -21,12 +18,11 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from pycrdt import Encoder
 from tornado import web
-from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..store.autosave import SaveDeferred
 from ..store.documents import parse_room_name
-from ..ydoc.guard import UpdateRefused
+from .channel import WebsocketChannel, close_reason
 from .limits import TokenBucket, WebsocketLimits
 from .manager import RoomError, RoomManager
 from .protocol import (
@@ -36,9 +32,7 @@ from .protocol import (
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_BIG,
     CLOSE_TOO_MANY,
-    CLOSE_TOO_SLOW,
     RAW_MESSAGE,
-    SYNC_MESSAGE,
     FrameError,
     FrameReader,
     MessageKind,
@@ -49,16 +43,9 @@ from .room import DocumentRoom
 if TYPE_CHECKING:
     from ..app import YdocOutputsApp
 
-__all__ = ["RoomWebsocketHandler", "WebsocketChannel"]
+__all__ = ["RoomWebsocketHandler"]
 
 log = logging.getLogger(__name__)
-#: Received messages a connection may have queued for its room. When the room is that far
-#: behind, the handler stops reading the socket (TCP back-pressure on the sender) rather
-#: than buffering a flood in memory.
-MAX_QUEUED_MESSAGES = 64
-#: The start of a sync step 2 message: the document (or what a client lacks of it), in
-#: answer to the client's sync step 1.
-SYNC_STEP2_PREFIX = bytes([SYNC_MESSAGE, 1])
 
 
 class CollaborationHandler(JupyterHandler):
@@ -70,128 +57,6 @@ class CollaborationHandler(JupyterHandler):
     def room_manager(self) -> RoomManager:
         manager: RoomManager = self.settings["ydoc_outputs"].room_manager
         return manager
-
-
-class WebsocketChannel:
-    """A room's :class:`~.sync.Client` over one Tornado websocket connection.
-
-    Received messages wait in a short queue for the room; outgoing bytes not yet written
-    to the socket are counted, and a client that lets them pile up is closed.
-    """
-
-    def __init__(
-        self,
-        handler: RoomWebsocketHandler,
-        path: str,
-        *,
-        max_pending_bytes: int = WebsocketLimits.max_pending_bytes,
-        admit: Callable[[bytes], None] | None = None,
-    ) -> None:
-        self._handler = handler
-        self._path = path
-        self._admit = admit
-        self._max_pending_bytes = max_pending_bytes
-        self._queue: deque[bytes] = deque()
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._pending_bytes = 0
-        #: The bytes of the one sync step 2 being sent, which the limit does not count.
-        self._pending_sync_bytes = 0
-        #: No message will be added any more; the room stops once the queue is empty.
-        self.ended = False
-
-    @property
-    def path(self) -> str:
-        return self._path
-
-    def __aiter__(self) -> WebsocketChannel:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            while not self._queue:
-                if self.ended:
-                    raise StopAsyncIteration
-                self._readable.clear()
-                await self._readable.wait()
-            message = self._queue.popleft()
-            self._writable.set()
-            if self._admit is None:
-                return message
-            # The room applies the message as soon as this returns (no await between):
-            # the check sees exactly the document the update will be applied to.
-            try:
-                self._admit(message)
-            except UpdateRefused as e:
-                log.info("closing a client of %s: update refused: %s", self._path, e)
-                self.close(CLOSE_BAD_REQUEST, _reason(f"update refused: {e}"))
-                continue
-            return message
-
-    async def put(self, message: bytes) -> None:
-        """Hand a received message to the room; wait while the room is far behind."""
-        while len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:
-            self._writable.clear()
-            await self._writable.wait()
-        if not self.ended:
-            self._queue.append(message)
-            self._readable.set()
-
-    def end(self, *, drop: bool) -> None:
-        """No more messages: the client left (``drop=False``: what it sent is still
-        applied) or was closed by the server (``drop=True``: its queue is discarded)."""
-        self.ended = True
-        if drop:
-            self._queue.clear()
-        self._readable.set()
-        self._writable.set()
-
-    def send_nowait(self, message: bytes) -> None:
-        """Queue ``message`` on the websocket. Never raises: the room calls this inside
-        a transaction's observer, for every client in turn."""
-        if self.ended and not self._queue:
-            return
-        if self._pending_bytes - self._pending_sync_bytes > self._max_pending_bytes:
-            # Tornado buffers whatever the client does not read, without bound. Closing
-            # loses nothing: the client's reconnection resyncs the whole document. The
-            # check is on what already waits, so that one message larger than the limit
-            # goes; and one sync step 2 in flight does not count, so that a document
-            # larger than the limit syncs while it changes (the updates meanwhile, and
-            # the changes the server sends right after a kept step 2, queue behind it).
-            # A second step 2 does count: a client that asks for the whole document
-            # again and again, and reads nothing, is still closed.
-            self.close(CLOSE_TOO_SLOW, "client too slow: too much data waiting to be sent")
-            return
-        size = len(message)
-        try:
-            written = self._handler.write_message(message, binary=True)
-        except WebSocketClosedError:
-            self.end(drop=False)
-            return
-        # Not awaited: Tornado has queued the frame, and waiting until it reaches the
-        # socket would need one task per client and update (50 clients at 100 updates a
-        # second). The bytes count as pending until then.
-        self._pending_bytes += size
-        sync = not self._pending_sync_bytes and message.startswith(SYNC_STEP2_PREFIX)
-        if sync:
-            self._pending_sync_bytes = size
-        written.add_done_callback(lambda future: self._written(future, size, sync))
-
-    def _written(self, future: asyncio.Future[None], size: int, sync: bool) -> None:
-        self._pending_bytes -= size
-        if sync:
-            self._pending_sync_bytes = 0
-        if not future.cancelled() and isinstance(future.exception(), StreamClosedError):
-            self.end(drop=False)
-
-    def close(self, code: int, reason: str) -> None:
-        self._handler.close(code, reason)
-        self.end(drop=True)
-
-
-def _reason(text: str) -> str:
-    """``text`` cut to fit a close frame: 123 bytes of UTF-8 (RFC 6455, 5.5)."""
-    return text.encode()[:123].decode(errors="ignore")
 
 
 def _is_panic(exc: BaseException) -> bool:
@@ -234,6 +99,12 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         """Tornado closes the connection with 1009 on a larger frame, before reading it."""
         return self._limits.max_message_bytes
 
+    def get_compression_options(self) -> None:
+        """No permessage-deflate: the channel writes the frames itself, each message the
+        one object shared by every client of the room (compressed, it would be one copy
+        per client, and one compression per client and message)."""
+        return None
+
     def set_default_headers(self) -> None:
         """Undo JupyterHandler's headers, which make no sense for websockets."""
 
@@ -242,14 +113,30 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         user = self.current_user
         if not await ensure_async(self.authorizer.is_authorized(self, user, "write", "contents")):
             raise web.HTTPError(403)
-        await super().get(*args, **kwargs)
+        # Refused before the upgrade: y-websocket backs off after a connection that never
+        # opened (0.2 s, doubling to 2.5 s), but reconnects within 0.1 s of one that
+        # opened and was closed, whatever the code, so a 4429 close would make it spin.
+        username = getattr(user, "username", None) or str(user)
+        connections = self.extension.websocket_connections
+        if not connections.open(username):
+            log.warning(
+                "refused a room websocket of %s: %d open, websocket_max_connections_per_user",
+                username,
+                connections.count(username),
+            )
+            raise web.HTTPError(429, "too many room websockets open for this user")
+        try:
+            await super().get(*args, **kwargs)  # returns once the connection is closed
+        finally:
+            connections.close(username)
 
     async def open(self, room_name: str) -> None:
         super().open()  # keep-alive pings
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
         if parse_room_name(room_name) is None:
-            self.close(CLOSE_BAD_REQUEST, _reason(f"not a notebook or text file room: {room_name}"))
+            reason = close_reason(f"not a notebook or text file room: {room_name}")
+            self.close(CLOSE_BAD_REQUEST, reason)
             return
         if session_id is not None and not await manager.accepts_session(session_id):
             # The client holds a document from another server process: merging it
@@ -261,7 +148,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             room = await manager.get_room(room_name)
         except RoomError as e:
             code = CLOSE_NOT_FOUND if e.status == 404 else CLOSE_BAD_REQUEST
-            self.close(code, _reason(e.message))
+            self.close(code, close_reason(e.message))
             return
         except Exception:
             log.exception("cannot open room %s", room_name)
@@ -272,7 +159,11 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             return
         self._room = room
         self._channel = WebsocketChannel(
-            self, room_name, max_pending_bytes=self._limits.max_pending_bytes, admit=room.admit
+            self,
+            room_name,
+            max_pending_bytes=self._limits.max_pending_bytes,
+            admit=room.admit,
+            budget=self.extension.websocket_budget,
         )
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
 
@@ -292,6 +183,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             channel.close(CLOSE_BAD_REQUEST, "malformed message")
         finally:
             channel.end(drop=True)
+            channel.stop_sending()
             self.room_manager.maybe_clean_up(room)
 
     def _refuse(self, code: int, reason: str) -> None:
@@ -354,6 +246,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
     def on_close(self) -> None:
         if self._channel is not None:
             self._channel.end(drop=False)
+            self._channel.stop_sending()
 
     async def _on_raw(self, message: bytes) -> None:
         """Answer a save request (Ctrl+S): ``varString "save"`` then ``varUint id``."""

@@ -24,6 +24,7 @@ __all__ = [
     "FrameError",
     "FrameReader",
     "MessageKind",
+    "binary_frame_header",
     "check_message",
 ]
 
@@ -50,6 +51,16 @@ MAX_VARUINT_BYTES = 10
 #: Browsers decode varUints as JavaScript numbers (lib0 throws past 2**53), so a larger
 #: number in a message that is echoed to them (awareness) would break every client.
 MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def binary_frame_header(size: int) -> bytes:
+    """The header of a final, unmasked binary websocket frame of ``size`` bytes (RFC 6455,
+    5.2), as a server sends it."""
+    if size < 126:
+        return bytes((0x82, size))
+    if size <= 0xFFFF:
+        return bytes((0x82, 126)) + size.to_bytes(2, "big")
+    return bytes((0x82, 127)) + size.to_bytes(8, "big")
 
 
 class MessageKind(enum.Enum):
