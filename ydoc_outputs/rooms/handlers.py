@@ -135,8 +135,8 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
         if parse_room_name(room_name) is None:
-            reason = close_reason(f"not a notebook or text file room: {room_name}")
-            self.close(CLOSE_BAD_REQUEST, reason)
+            name = close_reason(f"not a notebook or text file room: {room_name}")
+            self.close(CLOSE_BAD_REQUEST, name)
             return
         if session_id is not None and not await manager.accepts_session(session_id):
             # The client holds a document from another server process: merging it
