@@ -3,9 +3,11 @@ Content-Type of answers that are not JSON."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jupyter_server.base.handlers import APIHandler
+from tornado import web
 
 if TYPE_CHECKING:
     from asyncio import Future
@@ -22,6 +24,24 @@ class ExtensionAPIHandler(APIHandler):
     def extension(self) -> YdocOutputsApp:
         app: YdocOutputsApp = self.settings["ydoc_outputs"]
         return app
+
+    def json_object(self, max_bytes: int) -> dict[str, Any]:
+        """The request body, a JSON object of at most ``max_bytes`` (an empty body: {}).
+
+        Raises:
+            HTTPError: 413 if it is larger, 400 if it is not a JSON object.
+        """
+        if len(self.request.body) > max_bytes:
+            raise web.HTTPError(413, f"body larger than {max_bytes} bytes")
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (ValueError, RecursionError) as e:
+            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits;
+            # RecursionError: nested too deep.
+            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "body must be a JSON object")
+        return body
 
 
 class BodyAPIHandler(ExtensionAPIHandler):

@@ -7,7 +7,6 @@ execution goes on if the request is dropped, and its output goes into the docume
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from jupyter_core.utils import ensure_async
@@ -30,17 +29,7 @@ class ExecuteHandler(ExtensionAPIHandler):
     auth_resource = "kernels"
 
     def _body(self) -> dict[str, Any]:
-        limit = self.extension.max_body_bytes
-        if len(self.request.body) > limit:
-            raise web.HTTPError(413, f"body larger than {limit} bytes")
-        try:
-            body = json.loads(self.request.body or b"")
-        except (ValueError, RecursionError) as e:
-            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits;
-            # RecursionError: nested too deep.
-            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "body must be a JSON object")
+        body = self.json_object(self.extension.max_body_bytes)
         for key in ("cell_id", "document_id"):
             if not isinstance(body.get(key), str) or not body[key]:
                 raise web.HTTPError(400, f"{key!r} must be a non-empty string")

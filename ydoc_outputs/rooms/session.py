@@ -8,8 +8,6 @@ its one file id, and a file the contents API hides is not found here either.
 
 from __future__ import annotations
 
-import json
-
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -31,15 +29,7 @@ class SessionHandler(ExtensionAPIHandler):
     @web.authenticated
     @authorized
     async def put(self, path: str) -> None:
-        if len(self.request.body) > MAX_SESSION_BODY_BYTES:
-            raise web.HTTPError(413, f"body larger than {MAX_SESSION_BODY_BYTES} bytes")
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, RecursionError) as e:
-            # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits.
-            raise web.HTTPError(400, f"body is not JSON: {e}"[:200]) from e
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "body must be a JSON object")
+        body = self.json_object(MAX_SESSION_BODY_BYTES)
         fmt, content_type = body.get("format"), body.get("type")
         if not isinstance(fmt, str) or not isinstance(content_type, str):
             raise web.HTTPError(400, "'format' and 'type' must be strings")
