@@ -145,3 +145,30 @@ async def test_export_of_another_spelling_is_the_open_room(unsaving_server: Serv
     await watcher.disconnect()
     await client.disconnect()
     await session.close()
+
+
+async def test_a_file_id_of_a_hidden_file_opens_no_room(tmp_path):
+    """An id handed out while hidden files were allowed (or before the session endpoint
+    refused them) opens no room once they are not: the contents manager's own ``get``
+    refuses the hidden file (a guard; this held before the session endpoint's fix too)."""
+    from .yclient import YClient
+
+    root, home = tmp_path / "root", tmp_path / "home"
+    root.mkdir()
+    home.mkdir()
+    path, _ = write_notebook(root, ".hidden.ipynb", ["1"])
+    allowing = Server(root, home, ["--ContentsManager.allow_hidden=True"])
+    try:
+        async with allowing.http() as http:
+            info = await Session(allowing, http).open(path)
+    finally:
+        allowing.stop()
+    server = Server(root, home, [])
+    try:
+        client = YClient(server.ws_url(info["room"], None))
+        await client.connect(wait_synced=False)
+        await asyncio.wait_for(client.closed.wait(), 10)
+        assert client.close_code == 4404, client.close_reason
+        assert not client.synced.is_set()
+    finally:
+        server.stop()
