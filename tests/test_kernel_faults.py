@@ -91,13 +91,12 @@ async def kill(pid: int) -> None:
 
 
 def assert_cancelled(client: YClient, cell: str) -> None:
-    """The queued ``cell`` never ran, and says so."""
+    """The queued ``cell`` never ran: as stock JupyterLab leaves such a cell of a Run All
+    after a restart, idle with no output and ``[ ]``; only the cell that was running
+    says what happened."""
     assert client.state(cell) == "idle"
     assert client.cell(cell)["execution_count"] is None
-    [error] = client.outputs(cell)
-    assert error["output_type"] == "error"
-    assert error["ename"] == "Cancelled"
-    assert "did not run" in error["evalue"]
+    assert client.outputs(cell) == []
 
 
 async def test_kernel_death_mid_cell(server: Server, session: Session, tmp_path: Path):

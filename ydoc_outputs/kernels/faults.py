@@ -44,7 +44,9 @@ class Fault(Enum):
         return self.value, f"{self.what} while this cell ran"
 
     def cancelled(self) -> tuple[str, str]:
-        """The ``(ename, evalue)`` of the error output of a cell that was queued."""
+        """The ``(ename, evalue)`` of the error output of the cell that was about to run,
+        when no cell was running to say what happened (the cells queued behind it are
+        left as stock leaves them: no output, ``[ ]``)."""
         return "Cancelled", f"{self.what}, so this cell did not run"
 
 

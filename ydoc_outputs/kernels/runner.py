@@ -169,7 +169,7 @@ class KernelRunner:
         if self._pending is not None:
             self._end(self._pending, *fault.cancelled())
             self._pending = None
-        self._cancel_queued(fault)
+        self._cancel_queued()
         self._connection.close()
         self.finished.set()
 
@@ -209,7 +209,7 @@ class KernelRunner:
         if gave_up:
             self._dead = True
             self._dead_process = self._monitor.snapshot().process
-            self._cancel_queued(Fault.DIED)
+            self._cancel_queued()
         run = self._running
         if run is not None:
             run.watch.restarter_fired()
@@ -310,7 +310,7 @@ class KernelRunner:
             except _Unusable as e:
                 self._pending = None
                 self._end(request, *e.fault.cancelled())
-                self._cancel_queued(e.fault)
+                self._cancel_queued()
                 continue
             self._pending = None
             try:
@@ -412,21 +412,21 @@ class KernelRunner:
             self._connected = False
             self._pump.renew()
             self._end(run.request, *fault.error())
-            self._cancel_queued(fault)
+            self._cancel_queued()
         else:
             self._end(run.request, None, None)
             if run.errored:
                 # Like stop_on_error in the classic frontend: an error aborts the queue.
-                self._cancel_queued(None)
+                self._cancel_queued()
         if not run.ended.done():
             run.ended.set_result(verdict)
 
-    def _cancel_queued(self, fault: Fault | None) -> None:
+    def _cancel_queued(self) -> None:
+        """End the queued cells, which will not run: as stock JupyterLab leaves them, idle
+        with no output and no count (``[ ]``), as they were since queued. Only the cell
+        that was running says what happened."""
         for request in self.queue.take_all():
-            if fault is None:
-                self._end(request, None, None)
-            else:
-                self._end(request, *fault.cancelled())
+            self._end(request, None, None)
 
     def _end(self, request: ExecutionRequest, ename: str | None, evalue: str | None) -> None:
         """End a request that will get no (more) kernel output, releasing its room."""
