@@ -231,6 +231,17 @@ class YdocOutputsApp(ExtensionApp):
         "process. Affects the whole server process. 0: leave glibc's own thresholds.",
     )
 
+    record_timing = Bool(
+        False,
+        config=True,
+        help="Record each run's timing in the cell's metadata.execution, as JupyterLab "
+        "does when its notebook setting recordTiming is on (the ISO dates of "
+        "iopub.status.busy, iopub.execute_input, shell.execute_reply.started, "
+        "shell.execute_reply and iopub.status.idle); when off, a run deletes it, as "
+        "JupyterLab does then. That setting lives in the page and is not sent with an "
+        "execute request, so the server has its own: turn both on together.",
+    )
+
     room_manager: RoomManager
     execution: ExecutionService
     websocket_limits: WebsocketLimits
@@ -261,6 +272,7 @@ class YdocOutputsApp(ExtensionApp):
             output_url=self._output_url,
             sync_cache_bytes=self.sync_cache_bytes,
             awareness_interval=self.awareness_interval,
+            record_timing=self.record_timing,
         )
         self.room_manager.hold_renames_for_saves()
         self.execution = ExecutionService(

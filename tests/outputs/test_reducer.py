@@ -19,6 +19,7 @@ from ydoc_outputs.outputs.ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SetExecutionTiming,
 )
 from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer, continuation
 from ydoc_outputs.outputs.text import collapse_controls
@@ -115,6 +116,7 @@ def test_start_cell_clears_then_marks_running() -> None:
         ClearOutputs("c"),
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
+        SetExecutionTiming("c", None),  # not recording: as JupyterLab, drop the old one
     ]
     assert reducer.flush() == []
 
@@ -485,6 +487,7 @@ def test_clear_in_a_loop_flushes_one_clear_and_the_last_output() -> None:
     assert reducer.flush() == [
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
+        SetExecutionTiming("c", None),
         ClearOutputs("c"),
         AppendOutput("c", stream("step 99\n")),
     ]
@@ -504,6 +507,7 @@ def test_a_clear_drops_earlier_output_ops_of_its_cell_only() -> None:
         ReplaceOutput("other", 0, data("new")),
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
+        SetExecutionTiming("c", None),
         ClearOutputs("c"),
     ]
 

@@ -40,9 +40,17 @@ class KernelConnection:
         reader: Reads the client's iopub (see iopub.py).
     """
 
-    def __init__(self, kernel: Any, kernel_id: str) -> None:
+    def __init__(
+        self, kernel: Any, kernel_id: str, on_reply: Callable[[Any], None] | None = None
+    ) -> None:
+        """Args:
+        kernel: The kernel manager's kernel (makes clients).
+        kernel_id: Its id.
+        on_reply: Called with each shell reply (the execute replies carry timing).
+        """
         self._kernel = kernel
         self.kernel_id = kernel_id
+        self._on_reply = on_reply
         self.client: Any = None
         self.reader: IopubReader | None = None
         self._shell_task: asyncio.Task[None] | None = None
@@ -76,7 +84,7 @@ class KernelConnection:
             await started
         self.client = client
         self.reader = IopubReader(client)
-        self._shell_task = asyncio.create_task(_drain_shell(client))
+        self._shell_task = asyncio.create_task(_drain_shell(client, self._on_reply))
 
     def close(self) -> None:
         """Close the client's sockets (linger 0: requests not yet sent are dropped)."""
@@ -87,13 +95,15 @@ class KernelConnection:
             self.client.stop_channels()
 
 
-async def _drain_shell(client: Any) -> None:
-    # Replies are not needed (iopub carries everything), but must not pile up.
+async def _drain_shell(client: Any, on_reply: Callable[[Any], None] | None) -> None:
+    # Replies must not pile up; iopub carries every output, a reply only its timing.
     failures = 0
     while True:
         try:
-            await client.get_shell_msg()
+            reply = await client.get_shell_msg()
             failures = 0
+            if on_reply is not None:
+                on_reply(reply)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -12,10 +12,13 @@ kept, and comes before the error output that says it died.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from jupyter_client.jsonutil import json_default
 
 from ..heap import HeapTrimmer
 from ..outputs.ops import KernelMessage
@@ -77,6 +80,8 @@ class _Run:
     errored: bool = False
     #: Ends the wait for the last output once the kernel began to stop.
     grace: asyncio.TimerHandle | None = None
+    #: The header date of the kernel's idle for it, for ``metadata.execution``.
+    idle_date: object = None
 
 
 class KernelRunner:
@@ -121,7 +126,7 @@ class KernelRunner:
             interval=poll_interval,
         )
         self._kernel: Any = self._monitor.kernel
-        self._connection = KernelConnection(self._kernel, kernel_id)
+        self._connection = KernelConnection(self._kernel, kernel_id, self._on_reply)
         self._pump = IopubPump(self._connection, self._handle, batch_interval)
         self._tasks: list[asyncio.Task[None]] = []
         #: The cell that runs now, and the one taken from the queue that waits to run.
@@ -267,6 +272,7 @@ class KernelRunner:
                     # so an idle caused by that interrupt is never taken for a normal end.
                     run.watch.observe(self._monitor.snapshot())
                     run.watch.finish()
+                    run.idle_date = msg.get("header", {}).get("date")
                     continue
             elif msg_type == "shutdown_reply":
                 # ipykernel broadcasts it the moment it is asked to shut down.
@@ -398,6 +404,23 @@ class KernelRunner:
         if verdict is not None:
             self._settle(run, verdict)
 
+    def _on_reply(self, reply: Any) -> None:
+        """A shell reply: an execute reply's times go into its cell's timing."""
+        try:
+            if reply.get("msg_type") != "execute_reply":
+                return
+            route = self._router.get(reply.get("parent_header", {}).get("msg_id", ""))
+            room = self._rooms.notebook_room(route.document_id) if route is not None else None
+            if route is None or room is None or not room.reducer.record_timing:
+                return
+            started = reply.get("metadata", {}).get("started")
+            date = reply.get("header", {}).get("date")
+            room.reducer.record(route.cell_id, "shell.execute_reply.started", _iso(started))
+            room.reducer.record(route.cell_id, "shell.execute_reply", _iso(date))
+            room.writer.apply(room.reducer.flush())
+        except Exception:
+            log.exception("cannot record the timing of a reply of kernel %s", self.kernel_id)
+
     def _settle(self, run: _Run, verdict: Verdict) -> None:
         """End the running cell: idle, after an error output if a fault cut it short."""
         if self._running is not run:
@@ -414,7 +437,7 @@ class KernelRunner:
             self._end(run.request, *fault.error())
             self._cancel_queued()
         else:
-            self._end(run.request, None, None)
+            self._end(run.request, None, None, idle_date=run.idle_date)
             if run.errored:
                 # Like stop_on_error in the classic frontend: an error aborts the queue.
                 self._cancel_queued()
@@ -428,13 +451,27 @@ class KernelRunner:
         for request in self.queue.take_all():
             self._end(request, None, None)
 
-    def _end(self, request: ExecutionRequest, ename: str | None, evalue: str | None) -> None:
-        """End a request that will get no (more) kernel output, releasing its room."""
+    def _end(
+        self,
+        request: ExecutionRequest,
+        ename: str | None,
+        evalue: str | None,
+        *,
+        idle_date: object = None,
+    ) -> None:
+        """End a request that will get no (more) kernel output, releasing its room.
+        ``idle_date``: the header date of the kernel's idle, when it ended normally."""
         room = self._rooms.notebook_room(request.document_id)
         if room is None:
             return
         if ename is not None and evalue is not None:
             room.reducer.feed(request.cell_id, _error_message(ename, evalue))
+        room.reducer.record(request.cell_id, "iopub.status.idle", idle_date)
         room.reducer.feed(request.cell_id, _IDLE)
         room.writer.apply(room.reducer.flush())
         self._rooms.release(room)
+
+
+def _iso(date: object) -> object:
+    """A date of a deserialized message as the page gets it (jupyter_server's JSON)."""
+    return json_default(date) if isinstance(date, datetime.datetime) else date

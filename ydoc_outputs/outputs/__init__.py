@@ -19,6 +19,7 @@ from .ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SetExecutionTiming,
     SpillText,
     TruncateOutputs,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Route",
     "SetExecutionCount",
     "SetExecutionState",
+    "SetExecutionTiming",
     "SpillText",
     "TruncateOutputs",
     "collapse_controls",

@@ -23,6 +23,7 @@ __all__ = [
     "ReplaceOutput",
     "SetExecutionCount",
     "SetExecutionState",
+    "SetExecutionTiming",
     "SpillText",
     "TruncateOutputs",
 ]
@@ -65,6 +66,17 @@ class SetExecutionCount:
 class SetExecutionState:
     cell_id: str
     state: ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class SetExecutionTiming:
+    """Set the cell's ``metadata.execution`` to ``timing`` (None: delete it), as
+    JupyterLab's ``recordTiming`` does: the ISO dates of ``iopub.status.busy``,
+    ``iopub.execute_input``, ``shell.execute_reply.started``, ``shell.execute_reply`` and
+    ``iopub.status.idle``."""
+
+    cell_id: str
+    timing: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,7 @@ class SpillText:
 Op: TypeAlias = (
     SetExecutionCount
     | SetExecutionState
+    | SetExecutionTiming
     | ClearOutputs
     | AppendOutput
     | EditStream

@@ -21,6 +21,7 @@ from .ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SetExecutionTiming,
     SpillText,
     TruncateOutputs,
 )
@@ -111,13 +112,18 @@ class OutputReducer:
     assumes the writer applies every flushed operation.
     """
 
-    def __init__(self, limits: OutputLimits | None = None) -> None:
+    def __init__(self, limits: OutputLimits | None = None, *, record_timing: bool = False) -> None:
         """Create a reducer with empty cells.
 
         Args:
             limits: Size limits; the defaults when None.
+            record_timing: Whether each run records ``metadata.execution`` (JupyterLab's
+                ``recordTiming``); if not, a run deletes it, as JupyterLab does then.
         """
         self._limits = limits if limits is not None else OutputLimits()
+        self.record_timing = record_timing
+        #: The timing recorded so far of each cell that runs, when recording.
+        self._timing: dict[str, dict[str, str]] = {}
         self._cells: dict[str, _Cell] = {}
         self._display_cells: dict[str, dict[str, None]] = {}  # display_id -> cell ids
         self._queue: list[_Entry] = []
@@ -138,6 +144,22 @@ class OutputReducer:
         self._queue_clear(cell_id)
         self._queue_op(cell_id, SetExecutionCount(cell_id, None))
         self._queue_op(cell_id, SetExecutionState(cell_id, "running"))
+        if self.record_timing:
+            self._timing[cell_id] = {}
+        else:
+            self._queue_op(cell_id, SetExecutionTiming(cell_id, None))
+
+    def record(self, cell_id: str, event: str, date: object) -> None:
+        """Record when ``event`` of the cell's run happened (``iopub.status.busy``,
+        ``shell.execute_reply``...), if recording: ``date`` is the message's header date
+        (or ``metadata.started``), as the kernel wrote it."""
+        timing = self._timing.get(cell_id) if self.record_timing else None
+        if timing is None or not isinstance(date, str) or not date:
+            return
+        timing[event] = date
+        self._queue_op(cell_id, SetExecutionTiming(cell_id, dict(timing)))
+        if event == "shell.execute_reply" and "iopub.status.idle" in timing:
+            del self._timing[cell_id]  # complete; a reply may also come before idle
 
     def forget_cell(self, cell_id: str) -> None:
         """Forget a cell's shadow state and display ids (e.g. the cell was deleted).
@@ -170,12 +192,16 @@ class OutputReducer:
         elif msg_type == "clear_output":
             self._clear_output(cell_id, wait=bool(content.get("wait", False)))
         elif msg_type == "execute_input":
+            self.record(cell_id, "iopub.execute_input", msg.get("header", {}).get("date"))
             # Held until idle: JupyterLab treats a new execution count as the end of the
             # run and would set the cell idle itself, hiding the [*] of a running cell.
             count = content.get("execution_count")
             if isinstance(count, int) and not isinstance(count, bool):
                 self._cell(cell_id).execution_count = count
+        elif msg_type == "status" and content.get("execution_state") == "busy":
+            self.record(cell_id, "iopub.status.busy", msg.get("header", {}).get("date"))
         elif msg_type == "status" and content.get("execution_state") == "idle":
+            self.record(cell_id, "iopub.status.idle", msg.get("header", {}).get("date"))
             cell = self._cells.get(cell_id)
             if cell is not None:
                 cell.clear_pending = False

@@ -58,6 +58,7 @@ class RoomManager:
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
         sync_cache_bytes: int = CACHE_BYTES,
+        record_timing: bool = False,
         awareness_interval: float = AWARENESS_INTERVAL,
     ) -> None:
         self._contents = contents_manager
@@ -82,6 +83,8 @@ class RoomManager:
         #: Where truncated cells spill their middle output, and the URL that serves it.
         self.spill_root = spill_root
         self.output_url = output_url
+        #: Whether runs record ``metadata.execution`` (JupyterLab's recordTiming).
+        self.record_timing = record_timing
         #: The whole-document answers to fresh clients that the rooms keep, in one budget.
         self.answers = AnswerCache(sync_cache_bytes)
         #: Seconds between two awareness updates to a room's clients.
@@ -191,6 +194,7 @@ class RoomManager:
                 limits=self.limits,
                 spill_root=self.spill_root,
                 output_url=self.output_url,
+                record_timing=self.record_timing,
                 **options,
             )
         else:

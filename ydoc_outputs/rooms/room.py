@@ -186,6 +186,7 @@ class NotebookRoom(DocumentRoom):
         awareness_interval: float = AWARENESS_INTERVAL,
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
+        record_timing: bool = False,
     ) -> None:
         super().__init__(
             key,
@@ -196,7 +197,7 @@ class NotebookRoom(DocumentRoom):
             answers=answers,
             awareness_interval=awareness_interval,
         )
-        self.reducer = OutputReducer(limits)
+        self.reducer = OutputReducer(limits, record_timing=record_timing)
         #: Outputs dropped from truncated cells (None: they are discarded).
         self.spill = (
             SpillStore(spill_root, key.name, former=key.file_id) if spill_root is not None else None

@@ -26,6 +26,7 @@ from ..outputs.ops import (
     ReplaceOutput,
     SetExecutionCount,
     SetExecutionState,
+    SetExecutionTiming,
     SpillText,
     TruncateOutputs,
 )
@@ -216,6 +217,14 @@ class OutputWriter:
         elif isinstance(op, SetExecutionCount):
             if ycell.get("execution_count") != op.count:
                 ycell["execution_count"] = op.count
+        elif isinstance(op, SetExecutionTiming):
+            metadata = ycell.get("metadata")
+            if not isinstance(metadata, Map):
+                return  # a cell without metadata is not valid nbformat: left alone
+            if op.timing is not None:
+                metadata["execution"] = op.timing  # a JSON value, as the page sets it
+            elif "execution" in metadata:
+                del metadata["execution"]
         elif isinstance(op, ClearOutputs):
             outputs = self._outputs(ycell)
             if len(outputs):
