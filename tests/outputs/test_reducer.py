@@ -20,6 +20,7 @@ from ydoc_outputs.outputs.ops import (
     SetExecutionCount,
     SetExecutionState,
     SetExecutionTiming,
+    TrustCell,
 )
 from ydoc_outputs.outputs.reducer import OutputLimits, OutputReducer, continuation
 from ydoc_outputs.outputs.text import collapse_controls
@@ -114,6 +115,7 @@ def test_start_cell_clears_then_marks_running() -> None:
     reducer.start_cell("c")
     assert reducer.flush() == [
         ClearOutputs("c"),
+        TrustCell("c"),  # what the notebook's own code outputs is trusted
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
         SetExecutionTiming("c", None),  # not recording: as JupyterLab, drop the old one
@@ -485,6 +487,7 @@ def test_clear_in_a_loop_flushes_one_clear_and_the_last_output() -> None:
         reducer.feed("c", msg("clear_output", wait=True))
         reducer.feed("c", out(f"step {i}\n"))
     assert reducer.flush() == [
+        TrustCell("c"),
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
         SetExecutionTiming("c", None),
@@ -505,6 +508,7 @@ def test_a_clear_drops_earlier_output_ops_of_its_cell_only() -> None:
     reducer.feed("c", msg("clear_output", wait=False))
     assert reducer.flush() == [
         ReplaceOutput("other", 0, data("new")),
+        TrustCell("c"),
         SetExecutionCount("c", None),
         SetExecutionState("c", "running"),
         SetExecutionTiming("c", None),

@@ -22,6 +22,7 @@ from .ops import (
     SetExecutionTiming,
     SpillText,
     TruncateOutputs,
+    TrustCell,
 )
 from .reducer import OutputLimits, OutputReducer, continuation
 from .routing import DEFAULT_MAX_ROUTES, ParentRouter, Route
@@ -50,6 +51,7 @@ __all__ = [
     "SetExecutionTiming",
     "SpillText",
     "TruncateOutputs",
+    "TrustCell",
     "collapse_controls",
     "continuation",
     "display_id_of",

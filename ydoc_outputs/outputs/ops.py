@@ -26,6 +26,7 @@ __all__ = [
     "SetExecutionTiming",
     "SpillText",
     "TruncateOutputs",
+    "TrustCell",
 ]
 
 ExecutionState: TypeAlias = Literal["running", "idle"]
@@ -77,6 +78,15 @@ class SetExecutionTiming:
 
     cell_id: str
     timing: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrustCell:
+    """Mark the cell's outputs trusted (``metadata.trusted``), as JupyterLab does when it
+    runs a cell: what the notebook's own code produces is trusted. jupyter_server signs
+    the notebook on save when every code cell is, and marks its cells on load."""
+
+    cell_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +171,7 @@ Op: TypeAlias = (
     SetExecutionCount
     | SetExecutionState
     | SetExecutionTiming
+    | TrustCell
     | ClearOutputs
     | AppendOutput
     | EditStream

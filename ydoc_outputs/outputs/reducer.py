@@ -24,6 +24,7 @@ from .ops import (
     SetExecutionTiming,
     SpillText,
     TruncateOutputs,
+    TrustCell,
 )
 from .stream import StreamOutput
 from .text import LineBuffer
@@ -140,8 +141,10 @@ class OutputReducer:
         return cell.count if cell is not None else 0
 
     def start_cell(self, cell_id: str) -> None:
-        """Start a new execution of a cell: clear its outputs and count, mark it running."""
+        """Start a new execution of a cell: clear its outputs and count, mark it running,
+        and trust it (what it will output comes from running the notebook's code)."""
         self._queue_clear(cell_id)
+        self._queue_op(cell_id, TrustCell(cell_id))
         self._queue_op(cell_id, SetExecutionCount(cell_id, None))
         self._queue_op(cell_id, SetExecutionState(cell_id, "running"))
         if self.record_timing:

@@ -146,6 +146,11 @@ class DocumentRoom:
         update = message[start:end]
         if update != EMPTY_UPDATE:
             self.guard.admit(update)
+            if self.guard.changed_structure:
+                # A page reads some of a cell (its trust, after "Trust Notebook") only
+                # when it builds it: a fresh client must get such a change in the same
+                # step 2 as the cell, not after a kept answer that predates it.
+                self.sync.forget_answer()
 
     def close_clients(self, code: int, reason: str) -> None:
         """Close every client's websocket (e.g. the file was deleted)."""
@@ -207,8 +212,14 @@ class NotebookRoom(DocumentRoom):
             url = output_url(self.name, cell_id) if output_url is not None else None
             return truncation_marker(limits.cell_output_chars, url)
 
+        # A fresh client's kept answer predates the trust: it would build the cell from
+        # it untrusted, and the change after would not reach its model.
         self.writer = OutputWriter(
-            self.ynotebook, self.spill, marker, on_change=self.autosaver.mark_changed
+            self.ynotebook,
+            self.spill,
+            marker,
+            on_change=self.autosaver.mark_changed,
+            on_trust=self.sync.forget_answer,
         )
 
     async def stop(self) -> None:

@@ -100,6 +100,9 @@ class UpdateGuard:
         self._shadow: Doc[Any] | None = None
         self._subscriptions: list[Any] = []
         self._touched = Touched()
+        #: Whether the last admitted update changed the structure: cells inserted,
+        #: deleted or changed beyond their text, or the notebook's metadata.
+        self.changed_structure = False
         #: Whether the shadow's observers record changes (not while it catches up).
         self._recording = False
 
@@ -150,7 +153,8 @@ class UpdateGuard:
             raise UpdateRefused("pycrdt panicked on the update") from e
         finally:
             self._recording = False
-        if self._check is None or not (touched.cells or touched.meta):
+        self.changed_structure = bool(touched.cells or touched.meta)
+        if self._check is None or not self.changed_structure:
             return
         try:
             self._check(shadow, touched, self._doc)

@@ -29,6 +29,7 @@ from ..outputs.ops import (
     SetExecutionTiming,
     SpillText,
     TruncateOutputs,
+    TrustCell,
 )
 
 __all__ = [
@@ -156,11 +157,16 @@ class OutputWriter:
         spill: SpillSink | None = None,
         marker: MarkerFactory = default_marker,
         on_change: Callable[[], None] | None = None,
+        on_trust: Callable[[], None] | None = None,
     ) -> None:
         """Write into ``ynotebook``; ``on_change`` is called after a transaction that
-        changed what the notebook saves (anything but a cell's execution state)."""
+        changed what the notebook saves (anything but a cell's execution state), and
+        ``on_trust`` after one that trusted a cell that was not (pages read a cell's
+        trust only when they build it)."""
         self._ynotebook = ynotebook
         self._on_change = on_change
+        self._on_trust = on_trust
+        self._trusted = False
         self._spill = spill
         self._marker = marker
         #: Where each truncated cell's marker was last found.
@@ -187,6 +193,10 @@ class OutputWriter:
                 saved_change = saved_change or not isinstance(op, SetExecutionState)
         if saved_change and self._on_change is not None:
             self._on_change()
+        if self._trusted:
+            self._trusted = False
+            if self._on_trust is not None:
+                self._on_trust()
         if applied < len(ops):
             missing = sorted({op.cell_id for op in ops} - set(cells))
             log.info("dropped output for cells that no longer exist: %s", ", ".join(missing))
@@ -217,6 +227,11 @@ class OutputWriter:
         elif isinstance(op, SetExecutionCount):
             if ycell.get("execution_count") != op.count:
                 ycell["execution_count"] = op.count
+        elif isinstance(op, TrustCell):
+            metadata = ycell.get("metadata")
+            if isinstance(metadata, Map) and metadata.get("trusted") is not True:
+                metadata["trusted"] = True
+                self._trusted = True
         elif isinstance(op, SetExecutionTiming):
             metadata = ycell.get("metadata")
             if not isinstance(metadata, Map):

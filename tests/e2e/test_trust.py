@@ -1,0 +1,40 @@
+"""Trusted output in stock JupyterLab: HTML that a cell run by the server produced keeps
+its styles in a reloaded page and in another browser, as when JupyterLab runs it."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page
+
+from ..conftest import Server, write_notebook
+from .conftest import Pages, cell, run_cell, wait_kernel_idle
+
+STYLED = (
+    "from IPython.display import HTML\n"
+    "HTML('<style>.ydoc-trust-probe {color: rgb(255, 0, 0)}</style>"
+    '<b class="ydoc-trust-probe">styled</b>\')'
+)
+
+
+async def probe_color(page: Page) -> str:
+    probe = cell(page, 0).locator(".ydoc-trust-probe")
+    await probe.wait_for(timeout=30_000)
+    color: str = await probe.evaluate("e => getComputedStyle(e).color")
+    return color
+
+
+async def test_html_run_by_the_server_is_trusted_after_reload_and_elsewhere(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "trusted.ipynb", [STYLED])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await page.wait_for_function(
+        "() => document.querySelector('.jp-Cell .jp-InputPrompt').innerText.trim() === '[1]:'"
+    )
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    await wait_kernel_idle(page)
+    # Untrusted HTML loses its <style>: the colour is the page's own.
+    assert await probe_color(page) == "rgb(255, 0, 0)"
+    other = await pages.open_notebook(path)  # another browser
+    assert await probe_color(other) == "rgb(255, 0, 0)"
