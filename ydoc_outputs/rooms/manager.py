@@ -252,7 +252,9 @@ class RoomManager:
     async def _save_file(self, room: DocumentRoom) -> str | None:
         path = self.path_of(room.key.file_id)
         if path is None:
-            raise RoomError(404, f"no file with id {room.key.file_id!r}")
+            # Deleted, or replaced by another file (a new inode): the watcher's next
+            # check tells which, and closes the room if it is gone.
+            raise FileMissing(room.key.file_id)
         if await self.watcher.sync_from_disk(room, path):
             return room.file_hash
         await ensure_async(self._contents.save(room.key.kind.model(room.doc), path))
