@@ -6,6 +6,7 @@ the writer applies each flushed batch to the Y document in one transaction.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,8 @@ class OutputReducer:
         ``shell.execute_reply``...), if recording: ``date`` is the message's header date
         (or ``metadata.started``), as the kernel wrote it."""
         timing = self._timing.get(cell_id) if self.record_timing else None
+        if isinstance(date, datetime.datetime):  # deserialized by jupyter_client
+            date = date.isoformat().replace("+00:00", "Z")
         if timing is None or not isinstance(date, str) or not date:
             return
         timing[event] = date
