@@ -8,7 +8,7 @@ import json
 
 import nbformat
 import pytest
-from jupyter_ydoc import YUnicode
+from jupyter_ydoc import YNotebook, YUnicode
 from pycrdt import Text
 
 from .conftest import Server, Session, read_saved, write_notebook
@@ -106,3 +106,43 @@ async def test_output_saved_by_the_notebook_room_reaches_an_open_text_view(
     await client.disconnect()
     await asyncio.sleep(1.5)
     assert json.loads((server.root / path).read_text()) == json.loads(on_disk)
+
+
+async def test_a_cell_saved_as_text_without_its_type_leaves_the_notebook_room_whole(
+    server: Server, session: Session
+):
+    """A typo in a key, saved on purpose in the editor: nbformat reads the JSON, but
+    jupyter_server's trust check fails on a cell without ``cell_type``. The notebook room
+    keeps its document and says so once; a new notebook room is refused with 4400, a
+    client's fault and not the server's (no traceback in the log)."""
+    path, [cell] = write_notebook(server.root, "typo-as-text.ipynb", ["print('typo')"])
+    notebook = await session.client(path)
+    text = await open_as_text(session, path)
+    log_start = len(server.log())
+    source = text.document.ydoc.get("source", type=Text)
+    at = str(source).index('"cell_type"')
+    source.insert(at + len('"cell_'), "x")  # "cell_xtype"
+    for _ in range(100):
+        if '"cell_xtype"' in (server.root / path).read_text():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the text room never saved its edit")
+    await settle(2.5)  # two file polls, and a save of the notebook room would be done
+    assert notebook.cell(cell)["cell_type"] == "code"
+    assert '"cell_xtype"' in (server.root / path).read_text()  # the notebook did not save
+
+    await text.disconnect()
+    await notebook.disconnect()
+    await asyncio.sleep(1.5)  # both rooms closed
+    again = await session.open(path)
+    refused = YClient(server.ws_url(f"json:notebook:{again['fileId']}", again["sessionId"]),
+                      YNotebook())  # fmt: skip
+    await refused.connect(wait_synced=False)
+    await asyncio.wait_for(refused.closed.wait(), 10)
+    assert refused.close_code == 4400, refused.close_reason
+    r = await session.http.get(f"/api/ydoc-outputs/export/{path}")
+    assert r.status_code == 400 and "cell_type" in r.json()["message"], r.text
+    log = server.log()[log_start:]
+    assert "Traceback" not in log, log
+    assert log.count("cannot load") == 1, log

@@ -6,12 +6,12 @@ the autosave writes (nbformat 4.5).
 
 from __future__ import annotations
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_ydoc import YNotebook
 from tornado import web
 
 from ..rooms.manager import ROOM_PREFIX
+from ..store.documents import read_file
 from ..store.notebook import InvalidNotebook, exported_json, load_notebook
 from .base import BodyAPIHandler
 from .paths import visible_file
@@ -36,7 +36,7 @@ class ExportHandler(BodyAPIHandler):
         if room is not None:
             ynotebook = room.ynotebook
         else:
-            model = await ensure_async(self.contents_manager.get(api_path, type="notebook"))
+            model = await read_file(self.contents_manager, api_path, type="notebook")
             ynotebook = YNotebook()
             load_notebook(ynotebook, model["content"])
         try:

@@ -18,7 +18,7 @@ from jupyter_core.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
-from ..store.documents import KINDS, NOTEBOOK, RoomKey, parse_room_name
+from ..store.documents import KINDS, NOTEBOOK, RoomKey, parse_room_name, read_file
 from ..store.ystore import UpdateStore
 from .room import DocumentRoom, NotebookRoom
 from .sync import AWARENESS_INTERVAL, CACHE_BYTES, AnswerCache
@@ -165,11 +165,10 @@ class RoomManager:
             raise RoomError(404, f"no file with id {key.file_id!r}")
         kind = key.kind
         try:
-            model = await ensure_async(
-                self._contents.get(
-                    path, content=True, type=kind.type, format=kind.format, require_hash=True
-                )
-            )
+            model = await read_file(
+                self._contents, path, content=True, type=kind.type, format=kind.format,
+                require_hash=True,
+            )  # fmt: skip
         except HTTPError as e:
             status = 404 if e.status_code == 404 else 400
             raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e

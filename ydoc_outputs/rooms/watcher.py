@@ -16,7 +16,7 @@ from jupyter_core.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..store.autosave import SaveDeferred
-from ..store.documents import stamp_of
+from ..store.documents import read_file, stamp_of
 from ..ydoc.writer import SERVER_ORIGIN
 from .room import DocumentRoom
 
@@ -147,7 +147,7 @@ class FileWatcher:
 
     async def _get(self, path: str, **options: Any) -> dict[str, Any]:
         try:
-            model: dict[str, Any] = await ensure_async(self._contents.get(path, **options))
+            model = await read_file(self._contents, path, **options)
         except HTTPError as e:
             if e.status_code == 404:
                 log.info("%s is gone from its path: not saved now", path)

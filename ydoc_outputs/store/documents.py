@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from jupyter_ydoc import YNotebook, YUnicode
 from jupyter_ydoc.ybasedoc import YBaseDoc
+from tornado.web import HTTPError
 
 from ..ydoc.guard import UpdateGuard
 from ..ydoc.writer import SERVER_ORIGIN
@@ -23,6 +25,7 @@ __all__ = [
     "DocumentKind",
     "RoomKey",
     "parse_room_name",
+    "read_file",
     "sha256_of",
     "stamp_of",
 ]
@@ -105,3 +108,22 @@ def stamp_of(model: dict[str, Any]) -> tuple[Any, Any] | None:
     file, whether it may have changed (None if the model lacks the time)."""
     modified = model.get("last_modified")
     return None if modified is None else (modified, model.get("size"))
+
+
+async def read_file(contents: Any, path: str, **options: Any) -> dict[str, Any]:
+    """The contents manager's model of ``path`` (``get(path, **options)``).
+
+    Raises:
+        HTTPError: as the contents manager raises it; or 400 where it fails on the file
+            itself instead: jupyter_server's trust check takes every cell to have a
+            ``cell_type``, and a text editor may have saved one without (a 500 in the
+            contents API). Such a file is unreadable as a notebook, a client's doing and
+            not a server fault.
+    """
+    try:
+        model: dict[str, Any] = await ensure_async(contents.get(path, **options))
+    except HTTPError:
+        raise
+    except Exception as e:
+        raise HTTPError(400, f"{path} cannot be read as a {options.get('type')}: {e!r}") from e
+    return model
