@@ -29,6 +29,7 @@ from .faults import CellWatch, Fault, KernelSnapshot, Verdict
 from .monitor import POLL_INTERVAL, KernelMonitor
 from .pump import IopubPump, KernelConnection
 from .queue import ExecutionQueue, ExecutionRequest
+from .widgets import WidgetStateWriter
 
 __all__ = ["KernelRunner"]
 
@@ -128,6 +129,7 @@ class KernelRunner:
         self._kernel: Any = self._monitor.kernel
         self._connection = KernelConnection(self._kernel, kernel_id, self._on_reply)
         self._pump = IopubPump(self._connection, self._handle, batch_interval)
+        self.widgets = WidgetStateWriter(rooms)
         self._tasks: list[asyncio.Task[None]] = []
         #: The cell that runs now, and the one taken from the queue that waits to run.
         self._running: _Run | None = None
@@ -175,6 +177,7 @@ class KernelRunner:
             self._end(self._pending, *fault.cancelled())
             self._pending = None
         self._cancel_queued()
+        self.widgets.close()
         self._connection.close()
         self.finished.set()
 
@@ -186,6 +189,7 @@ class KernelRunner:
     def submit(self, request: ExecutionRequest, room: NotebookRoom) -> None:
         """Queue a cell; its outputs are cleared and it shows as running at once."""
         self._rooms.hold(room)
+        self.widgets.runs_cells_of(request.document_id)
         room.reducer.start_cell(request.cell_id)
         room.writer.apply(room.reducer.flush())
         self.queue.put(request)
@@ -250,6 +254,10 @@ class KernelRunner:
             content = msg.get("content", {})
             run = self._running
             ours = run is not None and parent_id == run.msg_id
+            if msg_type.startswith("comm_"):
+                # Widget models, whatever their parent: a page's change comes back as
+                # an echo_update whose parent is the page's own request.
+                self.widgets.feed(msg)
             if msg_type == "iopub_welcome":
                 # ipykernel >= 7 greets each new subscription: a handshake whose
                 # answer was published before it may ask again right away.
@@ -262,6 +270,7 @@ class KernelRunner:
                 if state == "starting":
                     # A new kernel process: the one we knew (and its cell) is gone.
                     self._connected = False
+                    self.widgets.kernel_started()
                     if run is not None:
                         run.watch.kernel_started()
                 elif state == "idle" and ours:
@@ -428,6 +437,7 @@ class KernelRunner:
         self._running = None
         if run.grace is not None:
             run.grace.cancel()
+        self.widgets.cell_ended()
         fault = verdict.fault
         if fault is not None:
             # Whatever the old process would still send for this request is stale.

@@ -1,0 +1,209 @@
+"""The widget models of one kernel, as its comm messages on iopub tell them, and the
+state a notebook's outputs reference, in the format JupyterLab's "Save Widget State"
+writes into ``metadata.widgets`` (and nbconvert, voila and nbviewer read).
+
+ipywidgets keeps a model's state in the kernel and tells every frontend of it on iopub:
+``comm_open`` creates a model, ``comm_msg`` with ``method`` "update" changes it (and,
+since ipywidgets 8, "echo_update" repeats what a page changed), ``comm_close`` ends it.
+The server's kernel client sees all of them, so it can know the latest state of every
+model without a page.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .ops import KernelMessage
+
+__all__ = [
+    "DEFAULT_MAX_MODEL_BYTES",
+    "DEFAULT_MAX_STATE_BYTES",
+    "STATE_MIMETYPE",
+    "VIEW_MIMETYPE",
+    "WIDGET_TARGET",
+    "WidgetStates",
+]
+
+WIDGET_TARGET = "jupyter.widget"
+VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+STATE_MIMETYPE = "application/vnd.jupyter.widget-state+json"
+#: How one model's state names another (an HBox its children, a widget its layout).
+MODEL_REF = "IPY_MODEL_"
+UPDATE_METHODS = ("update", "echo_update")
+
+#: A model whose state is larger than this is not kept (a plot of millions of points).
+DEFAULT_MAX_MODEL_BYTES = 4 << 20
+#: All models of one kernel; past it, the models changed longest ago are forgotten.
+DEFAULT_MAX_STATE_BYTES = 32 << 20
+
+
+class _Model:
+    __slots__ = ("buffers", "sizes", "state")
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+        #: Binary values by their path in the state, base64-encoded.
+        self.buffers: dict[tuple[Any, ...], str] = {}
+        #: Approximate JSON size of each top-level key, and of each buffer.
+        self.sizes: dict[Any, int] = {}
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes.values())
+
+    def apply(self, state: dict[str, Any], paths: list[Any], buffers: list[Any]) -> None:
+        for key, value in state.items():
+            self.state[key] = value
+            self.sizes[key] = _json_size(value)
+            for path in [p for p in self.buffers if p[0] == key]:
+                del self.buffers[path]
+                self.sizes.pop(path, None)
+        for path, buffer in zip(paths, buffers, strict=False):
+            if not isinstance(path, list) or not path:
+                continue
+            data = base64.b64encode(bytes(buffer)).decode("ascii")
+            self.buffers[tuple(path)] = data
+            self.sizes[tuple(path)] = len(data)
+
+    def saved(self) -> dict[str, Any]:
+        """This model as an entry of the widget-state format."""
+        entry: dict[str, Any] = {
+            "model_name": self.state.get("_model_name", ""),
+            "model_module": self.state.get("_model_module", ""),
+            "model_module_version": self.state.get("_model_module_version", ""),
+            "state": dict(self.state),
+        }
+        if self.buffers:
+            entry["buffers"] = [
+                {"path": list(path), "data": data, "encoding": "base64"}
+                for path, data in self.buffers.items()
+            ]
+        return entry
+
+
+class WidgetStates:
+    """The latest state of every widget model of one kernel."""
+
+    def __init__(
+        self,
+        max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        max_bytes: int = DEFAULT_MAX_STATE_BYTES,
+    ) -> None:
+        self._max_model_bytes = max_model_bytes
+        self._max_bytes = max_bytes
+        #: comm id (the model id) -> model, least recently changed first.
+        self._models: OrderedDict[str, _Model] = OrderedDict()
+        #: Models refused or forgotten for their size: they are not saved.
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._models
+
+    def clear(self) -> None:
+        """The kernel's process is gone, and its models with it."""
+        self._models.clear()
+
+    def feed(self, msg: KernelMessage) -> bool:
+        """Take one iopub message; True if it changed a widget model."""
+        msg_type = msg.get("header", {}).get("msg_type")
+        if msg_type not in ("comm_open", "comm_msg", "comm_close"):
+            return False
+        content: dict[str, Any] = msg.get("content", {})
+        comm_id = content.get("comm_id")
+        if not isinstance(comm_id, str):
+            return False
+        if msg_type == "comm_close":
+            return self._models.pop(comm_id, None) is not None
+        data = content.get("data")
+        if not isinstance(data, dict):
+            return False
+        if msg_type == "comm_open":
+            if content.get("target_name") != WIDGET_TARGET:
+                return False
+            self._models.pop(comm_id, None)
+            model = _Model()
+        else:
+            found = self._models.get(comm_id)
+            if found is None or data.get("method") not in UPDATE_METHODS:
+                return False
+            model = found
+        state = data.get("state")
+        if not isinstance(state, dict):
+            return False
+        paths = data.get("buffer_paths")
+        model.apply(state, paths if isinstance(paths, list) else [], msg.get("buffers") or [])
+        self._models[comm_id] = model
+        self._models.move_to_end(comm_id)
+        if model.size > self._max_model_bytes:
+            del self._models[comm_id]
+            self.dropped += 1
+        self._bound()
+        return True
+
+    def _bound(self) -> None:
+        total = sum(m.size for m in self._models.values())
+        while total > self._max_bytes and self._models:
+            _, oldest = self._models.popitem(last=False)
+            total -= oldest.size
+            self.dropped += 1
+
+    def saved_state(
+        self, views: Iterable[str], saved: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The widget-state document of the models ``views`` show and those they name.
+
+        Args:
+            views: Model ids of the widget views in a notebook's outputs.
+            saved: The notebook's ``metadata.widgets`` as it is: the entries of models
+                this kernel does not know (the notebook was saved by an earlier kernel
+                process) are kept from it.
+        """
+        old: dict[str, Any] = {}
+        if isinstance(saved, dict):
+            doc = saved.get(STATE_MIMETYPE)
+            if isinstance(doc, dict) and isinstance(doc.get("state"), dict):
+                old = doc["state"]
+        state: dict[str, Any] = {}
+        todo = list(views)
+        while todo:
+            model_id = todo.pop()
+            if model_id in state:
+                continue
+            model = self._models.get(model_id)
+            if model is not None:
+                entry = model.saved()
+            elif isinstance(old.get(model_id), dict):
+                entry = old[model_id]
+            else:
+                continue
+            state[model_id] = entry
+            todo.extend(_references(entry.get("state")))
+        return {"state": dict(sorted(state.items())), "version_major": 2, "version_minor": 0}
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if value.startswith(MODEL_REF):
+            yield value[len(MODEL_REF) :]
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+def _json_size(value: Any) -> int:
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return len(value) + 2 if isinstance(value, str) else 8
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError):
+        return 0
