@@ -31,6 +31,11 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 #: Console messages of stock JupyterLab that are not errors of ours.
 BENIGN_CONSOLE = [
     re.compile(r"Failed to load resource: the server responded with a status of 404.*favicon"),
+    # With ipywidgets installed, each page's widget manager opens a jupyter.widget.control
+    # comm when it connects to the kernel, which the kernel closes on iopub: every other
+    # page of that kernel then logs this for a comm it never had (@jupyterlab/services'
+    # _handleCommClose). Stock JupyterLab does the same with two pages on one kernel.
+    re.compile(r"^Comm not found for comm id [0-9a-f-]+$"),
 ]
 
 
