@@ -137,3 +137,17 @@ def test_state_is_bounded_per_model_and_per_kernel():
     states.feed(comm_msg("m2", {"value": "z"}))  # changed now: kept over m3
     states.feed(comm_open("m6", model("TextModel", value="y" * 700)))
     assert "m2" in states and "m3" not in states
+    # What closed, replaced or shrunk models held is free again: four fit, as above.
+    dropped = states.dropped
+    for i in (2, 4, 5):
+        states.feed(comm_close(f"m{i}"))
+    states.feed(comm_open("m6", model("TextModel", value="y" * 700)))  # the same id anew
+    states.feed(comm_msg("m6", {"value": ""}))  # shrunk
+    for i in range(7, 10):
+        states.feed(comm_open(f"m{i}", model("TextModel", value="y" * 700)))
+    assert states.dropped == dropped
+    assert all(f"m{i}" in states for i in (6, 7, 8, 9))
+    states.feed(comm_msg("m6", {"value": "y" * 700}))  # grown again: four still fit
+    assert states.dropped == dropped
+    states.feed(comm_open("m10", model("TextModel", value="y" * 700)))  # the oldest goes
+    assert states.dropped == dropped + 1 and "m7" not in states and "m6" in states

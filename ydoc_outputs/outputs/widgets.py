@@ -97,6 +97,8 @@ class WidgetStates:
         self._max_bytes = max_bytes
         #: comm id (the model id) -> model, least recently changed first.
         self._models: OrderedDict[str, _Model] = OrderedDict()
+        #: The sizes of all models kept, so that no message sums them.
+        self._total = 0
         #: Models refused or forgotten for their size: they are not saved.
         self.dropped = 0
 
@@ -109,6 +111,7 @@ class WidgetStates:
     def clear(self) -> None:
         """The kernel's process is gone, and its models with it."""
         self._models.clear()
+        self._total = 0
 
     def feed(self, msg: KernelMessage) -> bool:
         """Take one iopub message; True if it changed a widget model."""
@@ -120,14 +123,14 @@ class WidgetStates:
         if not isinstance(comm_id, str):
             return False
         if msg_type == "comm_close":
-            return self._models.pop(comm_id, None) is not None
+            return self._forget(comm_id)
         data = content.get("data")
         if not isinstance(data, dict):
             return False
         if msg_type == "comm_open":
             if content.get("target_name") != WIDGET_TARGET:
                 return False
-            self._models.pop(comm_id, None)
+            self._forget(comm_id)
             model = _Model()
         else:
             found = self._models.get(comm_id)
@@ -138,21 +141,25 @@ class WidgetStates:
         if not isinstance(state, dict):
             return False
         paths = data.get("buffer_paths")
+        before = model.size if comm_id in self._models else 0
         model.apply(state, paths if isinstance(paths, list) else [], msg.get("buffers") or [])
         self._models[comm_id] = model
         self._models.move_to_end(comm_id)
+        self._total += model.size - before
         if model.size > self._max_model_bytes:
-            del self._models[comm_id]
+            self._forget(comm_id)
             self.dropped += 1
-        self._bound()
+        while self._total > self._max_bytes and self._models:
+            self._forget(next(iter(self._models)))  # the least recently changed
+            self.dropped += 1
         return True
 
-    def _bound(self) -> None:
-        total = sum(m.size for m in self._models.values())
-        while total > self._max_bytes and self._models:
-            _, oldest = self._models.popitem(last=False)
-            total -= oldest.size
-            self.dropped += 1
+    def _forget(self, comm_id: str) -> bool:
+        model = self._models.pop(comm_id, None)
+        if model is None:
+            return False
+        self._total -= model.size
+        return True
 
     def saved_state(
         self, views: Iterable[str], saved: dict[str, Any] | None = None
