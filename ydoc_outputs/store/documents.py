@@ -28,7 +28,25 @@ __all__ = [
     "read_file",
     "sha256_of",
     "stamp_of",
+    "without_undo_history",
 ]
+
+
+#: The only origin the undo managers of the server's documents record: none uses it.
+_NEVER_UNDONE = object()
+
+
+def without_undo_history(doc: YBaseDoc) -> None:
+    """Keep ``doc``'s undo manager from recording anything.
+
+    jupyter_ydoc gives every document an undo manager, which records each transaction
+    without an origin, the clients' updates among them. Nothing undoes on the server, so
+    the record would only grow for as long as a room lives; and recording is where yrs
+    0.28 can panic (``attempt to divide by zero`` in ``ClientBlockList::find_index``),
+    which would close the client whose valid update was being applied. A manager that
+    tracks an origin records only that origin's transactions.
+    """
+    doc.undo_manager.include_origin(_NEVER_UNDONE)
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,9 @@ class DocumentKind:
     type: str
 
     def new_document(self) -> YBaseDoc:
-        return YNotebook() if self is NOTEBOOK else YUnicode()
+        doc: YBaseDoc = YNotebook() if self is NOTEBOOK else YUnicode()
+        without_undo_history(doc)
+        return doc
 
     def guard(self, doc: YBaseDoc) -> UpdateGuard:
         """What checks client updates to ``doc``: a notebook's shape, a text file's only
