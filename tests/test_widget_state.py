@@ -20,8 +20,7 @@ from .test_execution import run_to_idle
 STATE = "application/vnd.jupyter.widget-state+json"
 VIEW = "application/vnd.jupyter.widget-view+json"
 TQDM = (
-    "from tqdm.notebook import tqdm\nimport time\n"
-    "for i in tqdm(range(60)):\n    time.sleep(0.02)"
+    "from tqdm.notebook import tqdm\nimport time\nfor i in tqdm(range(60)):\n    time.sleep(0.02)"
 )
 SLIDER = "import ipywidgets as w\ns = w.IntSlider(value=3)\ns"
 
