@@ -1,5 +1,7 @@
 """Trusted output in stock JupyterLab: HTML that a cell run by the server produced keeps
-its styles in a reloaded page and in another browser, as when JupyterLab runs it."""
+its styles in the page that ran it, in a reloaded page and in another browser, as when
+JupyterLab runs it (the page that ran it through our labextension, which makes a built
+cell follow its metadata.trusted)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,14 @@ STYLED = (
 )
 
 
+#: Whether the page's model of the first cell is trusted (through window.jupyterapp,
+#: which the lab fixture exposes).
+TRUSTED_CELL_0 = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    return panel.content.widgets[0].model.trusted;
+}"""
+
+
 async def probe_color(page: Page) -> str:
     probe = cell(page, 0).locator(".ydoc-trust-probe")
     await probe.wait_for(timeout=30_000)
@@ -22,15 +32,21 @@ async def probe_color(page: Page) -> str:
     return color
 
 
-async def test_html_run_by_the_server_is_trusted_after_reload_and_elsewhere(
+async def test_html_run_by_the_server_is_trusted_where_it_ran_after_reload_and_elsewhere(
     lab: Server, pages: Pages
 ):
     path, _ = write_notebook(lab.root, "trusted.ipynb", [STYLED])
     page = await pages.open_notebook(path)
+    watching = await pages.open_notebook(path)  # open before the run, in another browser
+    assert not await page.evaluate(TRUSTED_CELL_0)  # an unsigned file: built untrusted
     await run_cell(page, 0)
     await page.wait_for_function(
         "() => document.querySelector('.jp-Cell .jp-InputPrompt').innerText.trim() === '[1]:'"
     )
+    # The tab that ran it, and one that watched, without a reload.
+    assert await probe_color(page) == "rgb(255, 0, 0)"
+    assert await probe_color(watching) == "rgb(255, 0, 0)"
+    assert await page.evaluate(TRUSTED_CELL_0)
     await page.reload()
     await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
     await wait_kernel_idle(page)
