@@ -302,6 +302,7 @@ class YdocOutputsApp(ExtensionApp):
         # Make stock JupyterLab (jupyter-docprovider) run cells through our endpoint.
         page_config: dict[str, Any] = serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true"
+        _untrack_subshell_requests(serverapp.kernel_manager, page_config)
 
     def _output_url(self, document_id: str, cell_id: str) -> str:
         """The URL of a cell's whole output (see OutputHandler)."""
@@ -339,3 +340,36 @@ class YdocOutputsApp(ExtensionApp):
     async def stop_extension(self) -> None:
         await self.execution.stop()
         await self.room_manager.stop()
+
+
+#: Requests JupyterLab (4.6, which sends comm messages over a subshell per comm target
+#: when the kernel has subshells, as ipykernel 7 does) sends on the control channel, e.g.
+#: when a cell opens its first widget; the kernel answers each with a busy and an idle
+#: status of its own.
+SUBSHELL_MESSAGE_TYPES = [
+    "create_subshell_request", "create_subshell_reply",
+    "delete_subshell_request", "delete_subshell_reply",
+    "list_subshell_request", "list_subshell_reply",
+]  # fmt: skip
+
+
+def _untrack_subshell_requests(kernel_manager: Any, page_config: dict[str, Any]) -> None:
+    """Keep the page's kernel indicator Busy while the server runs a cell.
+
+    A page that runs a cell itself shows Busy until that cell's idle, whatever else the
+    kernel does. A cell run by the server is not the page's: the indicator then shows the
+    kernel's status as the page last heard it, and the idle of the page's
+    ``create_subshell_request`` (sent when a cell opens its first widget) made it Idle in
+    the middle of a tqdm.notebook loop. JupyterLab skips the status messages of the request
+    types in the page config's ``untracked_message_types`` (jupyter_server's list, which
+    already holds ``comm_info_request`` and ``kernel_info_request``, for the same reason
+    and for culling); subshell management joins them. jupyterlab_server copies the list
+    into the page config at start-up, before or after this runs: both are updated.
+    """
+    untracked = getattr(kernel_manager, "untracked_message_types", None)
+    if not isinstance(untracked, list):
+        return
+    added = [t for t in SUBSHELL_MESSAGE_TYPES if t not in untracked]
+    kernel_manager.untracked_message_types = [*untracked, *added]
+    if "untracked_message_types" in page_config:
+        page_config["untracked_message_types"] = list(kernel_manager.untracked_message_types)

@@ -1,0 +1,107 @@
+"""Widgets in stock JupyterLab with ipywidgets and tqdm, for cells the server runs: a
+tqdm.notebook bar renders as a widget (not its text fallback) and advances in the tab that
+runs it; the kernel indicator says Busy throughout; a reopened notebook shows the
+finished bar, from the kernel or, once the kernel restarted, from the widget state saved
+in the notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+from playwright.async_api import Page
+
+from ..conftest import TOKEN, Server, write_notebook
+from .conftest import Pages, cell, prompt, run_cell, wait_kernel_idle
+from .test_browser import kernels_idle
+
+#: About 10 s, as a training loop would.
+TQDM = (
+    "from tqdm.notebook import tqdm\nimport time\nfor i in tqdm(range(60)):\n    time.sleep(0.17)"
+)
+
+#: The rendered bar: ipywidgets' progress view, and tqdm's right-hand label.
+BAR = ".jp-OutputArea-output .widget-hprogress .progress-bar"
+LABEL = ".jp-OutputArea-output .widget-hbox .widget-html-content"
+
+
+async def bar(page: Page) -> tuple[float, str]:
+    """How far the first cell's rendered bar is (percent) and what tqdm's label says."""
+    widget = cell(page, 0)
+    await widget.locator(BAR).wait_for(timeout=30_000)
+    style = await widget.locator(BAR).get_attribute("style") or ""
+    found = re.search(r"width:\s*([\d.]+)%", style)
+    label = (await widget.locator(LABEL).last.inner_text()).strip()
+    return (float(found.group(1)) if found else 0.0), label
+
+
+async def finished(page: Page) -> str:
+    for _ in range(300):
+        width, label = await bar(page)
+        if label.startswith("60/60"):
+            assert width == 100.0
+            return label
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the bar never finished: {await bar(page)}")
+
+
+async def no_text_fallback(page: Page) -> None:
+    text = await cell(page, 0).locator(".jp-OutputArea").inner_text()
+    assert "it/s]" not in text or await cell(page, 0).locator(BAR).count() == 1
+    assert await cell(page, 0).locator(".jp-RenderedText").count() == 0, text
+
+
+async def test_a_tqdm_bar_is_live_and_the_kernel_busy_in_the_tab_that_runs_it(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "tqdm-live.ipynb", [TQDM])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await cell(page, 0).locator(BAR).wait_for(timeout=30_000)
+    # Sampled every 0.5 s while it runs: Busy, and the bar further along each second.
+    statuses, widths = [], []
+    while await prompt(page, 0) == "[*]:":
+        statuses.append(
+            await page.locator(
+                ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator"
+            ).get_attribute("data-status")
+        )
+        widths.append((await bar(page))[0])
+        await asyncio.sleep(0.5)
+    await pages.screenshots("tqdm-live")
+    assert len(statuses) >= 10, statuses
+    # The last sample may see the idle that ends the cell before its prompt changes.
+    assert set(statuses[:-1]) == {"busy"}, statuses
+    assert widths == sorted(widths) and widths[-1] > widths[0], widths
+    assert len(set(widths)) >= 8, widths
+    assert (await finished(page)).startswith("60/60")
+    await no_text_fallback(page)
+
+
+async def test_a_finished_bar_is_shown_after_reopening_and_after_a_kernel_restart(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "tqdm-reopen.ipynb", [TQDM])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await cell(page, 0).locator(BAR).wait_for(timeout=30_000)
+    for context in pages.contexts:
+        for p in context.pages:
+            await p.close()
+    await kernels_idle(lab)
+    # Reopened once the cell finished, from the kernel's models.
+    page = await pages.open_notebook(path)
+    assert (await finished(page)).startswith("60/60")
+    # The kernel restarted: its models are gone; the state saved in the notebook shows.
+    async with httpx.AsyncClient(headers={"Authorization": f"token {TOKEN}"}) as http:
+        sessions = (await http.get(f"{lab.url}/api/sessions")).json()
+        (kernel,) = [s["kernel"] for s in sessions if s["path"] == path]
+        r = await http.post(f"{lab.url}/api/kernels/{kernel['id']}/restart")
+        assert r.status_code == 200, r.text
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    await wait_kernel_idle(page)
+    assert (await finished(page)).startswith("60/60")
+    await no_text_fallback(page)
+    await pages.screenshots("tqdm-after-restart")
