@@ -5,6 +5,8 @@ cell follow its metadata.trusted)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from playwright.async_api import Page
 
 from ..conftest import Server, write_notebook
@@ -54,3 +56,38 @@ async def test_html_run_by_the_server_is_trusted_where_it_ran_after_reload_and_e
     assert await probe_color(page) == "rgb(255, 0, 0)"
     other = await pages.open_notebook(path)  # another browser
     assert await probe_color(other) == "rgb(255, 0, 0)"
+
+
+STYLER = (
+    "import pandas as pd\n"
+    "pd.DataFrame({'a': [1, 3, 2]}).style.highlight_max(color='rgb(255, 255, 0)')"
+)
+
+
+async def test_a_pandas_styler_keeps_its_highlight_where_it_ran_and_after_reload(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "styler.ipynb", [STYLER])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+
+    async def backgrounds(page: Page) -> list[str]:
+        cells = cell(page, 0).locator(".jp-RenderedHTMLCommon table tbody td")
+        await cells.first.wait_for(timeout=60_000)
+        colours: list[str] = await cells.evaluate_all(
+            "tds => tds.map(td => getComputedStyle(td).backgroundColor)"
+        )
+        return colours
+
+    # Only the highest value (3, the second row) is highlighted, by the Styler's <style>.
+    yellow = "rgb(255, 255, 0)"
+    for _ in range(100):
+        found = await backgrounds(page)
+        if yellow in found:
+            break
+        await asyncio.sleep(0.1)
+    assert found[1] == yellow and found.count(yellow) == 1, found
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    found = await backgrounds(page)
+    assert found[1] == yellow and found.count(yellow) == 1, found
