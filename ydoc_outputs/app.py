@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Bool, Float, Int, Unicode
 
 from .collector import freeze_long_lived
@@ -19,6 +20,7 @@ from .handlers.unsupported import UnsupportedHandler
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
+from .kernels.websocket import QuestionsConnection
 from .outputs.reducer import OutputLimits
 from .rooms.budget import ConnectionCounter, PendingBudget
 from .rooms.handlers import RoomWebsocketHandler
@@ -208,6 +210,17 @@ class YdocOutputsApp(ExtensionApp):
         "cost, with last_activity and execution_state at most 50 ms late.",
     )
 
+    kernel_questions_on_subshell = Bool(
+        True,
+        config=True,
+        help="For kernels with subshells (ipykernel 7), send a page's read-only questions "
+        "(kernel_info_request, comm_info_request, and a widget's request_state) to a "
+        "subshell of the page's connection, where the kernel answers them while a cell "
+        "runs: a page opened or reloaded mid-run then shows the cell's widgets live "
+        "instead of 'Loading widget...' until the cell ends. Applies only where "
+        "jupyter_server's default kernel websocket is in use.",
+    )
+
     sync_cache_bytes = Int(
         CACHE_BYTES,
         config=True,
@@ -303,6 +316,16 @@ class YdocOutputsApp(ExtensionApp):
         page_config: dict[str, Any] = serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = "true"
         _untrack_subshell_requests(serverapp.kernel_manager, page_config)
+        # self.settings is what jupyter_server writes over the web app's settings next.
+        settings = self.settings
+        if self.kernel_questions_on_subshell:
+            if settings.get("kernel_websocket_connection_class") is ZMQChannelsWebsocketConnection:
+                settings["kernel_websocket_connection_class"] = QuestionsConnection
+            else:
+                self.log.info(
+                    "ydoc_outputs: kernel websockets are %s; kernel_questions_on_subshell left off",
+                    settings.get("kernel_websocket_connection_class"),
+                )
 
     def _output_url(self, document_id: str, cell_id: str) -> str:
         """The URL of a cell's whole output (see OutputHandler)."""

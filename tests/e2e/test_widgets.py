@@ -1,6 +1,8 @@
 """Widgets in stock JupyterLab with ipywidgets and tqdm, for cells the server runs: a
 tqdm.notebook bar renders as a widget (not its text fallback) and advances in the tab that
-runs it; the kernel indicator says Busy throughout; a reopened notebook shows the
+runs it, in a tab reloaded mid-run and in a second browser that joins mid-run (their
+kernel_info and comm_info requests go to the control channel, where the kernel answers
+while the cell runs); the kernel indicator says Busy throughout; a reopened notebook shows the
 finished bar, from the kernel or, once the kernel restarted, from the widget state saved
 in the notebook."""
 
@@ -21,6 +23,9 @@ TQDM = (
     "from tqdm.notebook import tqdm\nimport time\nfor i in tqdm(range(60)):\n    time.sleep(0.17)"
 )
 
+#: Long enough (24 s) to reload a page and open another while it runs.
+SLOW = TQDM.replace("0.17", "0.4")
+
 #: The rendered bar: ipywidgets' progress view, and tqdm's right-hand label.
 BAR = ".jp-OutputArea-output .widget-hprogress .progress-bar"
 LABEL = ".jp-OutputArea-output .widget-hbox .widget-html-content"
@@ -34,6 +39,17 @@ async def bar(page: Page) -> tuple[float, str]:
     found = re.search(r"width:\s*([\d.]+)%", style)
     label = (await widget.locator(LABEL).last.inner_text()).strip()
     return (float(found.group(1)) if found else 0.0), label
+
+
+async def advancing(page: Page) -> None:
+    """The bar moves on by itself within a few seconds."""
+    first, _ = await bar(page)
+    for _ in range(60):
+        await asyncio.sleep(0.1)
+        now, _ = await bar(page)
+        if now > first:
+            return
+    raise AssertionError(f"the bar stayed at {first}%")
 
 
 async def finished(page: Page) -> str:
@@ -77,6 +93,24 @@ async def test_a_tqdm_bar_is_live_and_the_kernel_busy_in_the_tab_that_runs_it(
     assert len(set(widths)) >= 8, widths
     assert (await finished(page)).startswith("60/60")
     await no_text_fallback(page)
+
+
+async def test_a_tqdm_bar_after_a_reload_mid_run_and_in_a_second_browser(lab: Server, pages: Pages):
+    path, _ = write_notebook(lab.root, "tqdm-reload.ipynb", [SLOW])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await cell(page, 0).locator(BAR).wait_for(timeout=30_000)
+    await asyncio.sleep(2)
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    second = await pages.open_notebook(path, wait_idle=False)
+    for p in (page, second):
+        assert await prompt(p, 0) == "[*]:"
+        await advancing(p)
+    await pages.screenshots("tqdm-reload-mid-run")
+    for p in (page, second):
+        await finished(p)
+        await no_text_fallback(p)
 
 
 async def test_a_finished_bar_is_shown_after_reopening_and_after_a_kernel_restart(

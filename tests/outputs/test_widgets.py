@@ -114,6 +114,17 @@ def test_binary_values_are_saved_base64_at_their_path():
     assert "buffers" not in states.saved_state(["img"])["state"]["img"]
 
 
+def test_the_current_state_is_what_an_update_carries():
+    states = WidgetStates()
+    assert states.current("img") is None
+    states.feed(comm_open("img", model("ImageModel", width="10"), buffers=[b"\x89PNG"],
+                          paths=[["value"]]))  # fmt: skip
+    states.feed(comm_msg("img", {"width": "20"}))
+    state, paths, buffers = states.current("img")  # type: ignore[misc]
+    assert state["width"] == "20" and state["_model_name"] == "ImageModel"
+    assert "value" not in state and paths == [["value"]] and buffers == [b"\x89PNG"]
+
+
 def test_a_model_the_kernel_does_not_know_keeps_its_saved_state():
     states = WidgetStates()
     tqdm_bar(states, 5)

@@ -108,6 +108,16 @@ class WidgetStates:
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._models
 
+    def current(self, model_id: str) -> tuple[dict[str, Any], list[list[Any]], list[bytes]] | None:
+        """A model's whole state as an ``update`` message carries it: the state, the
+        paths of its binary values and those values; None if the model is not kept."""
+        model = self._models.get(model_id)
+        if model is None:
+            return None
+        paths = [list(path) for path in model.buffers]
+        buffers = [base64.b64decode(data) for data in model.buffers.values()]
+        return dict(model.state), paths, buffers
+
     def clear(self) -> None:
         """The kernel's process is gone, and its models with it."""
         self._models.clear()

@@ -1,0 +1,115 @@
+"""A page that connects to a kernel while the server runs a cell gets what it needs to show
+that cell's widgets at once, not when the cell ends: its kernel_info and comm_info answers
+come from a subshell of its connection, and a model's state from the server.
+
+Real server, real ipykernel 7 (subshells), and a raw kernel websocket in jupyter_server's
+JSON protocol, as a page opened mid-run would use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import websockets
+
+from ydoc_outputs.kernels.websocket import is_question, requested_state
+
+from .conftest import TOKEN, Session, write_notebook
+from .yclient import YClient
+
+#: Shows a slider, then keeps the main shell busy for 20 s.
+BUSY_WITH_A_SLIDER = (
+    "import ipywidgets as w, time\ns = w.IntSlider(value=7, description='busy')\n"
+    "display(s)\ntime.sleep(20)"
+)
+
+
+def request(msg_type: str, content: dict[str, Any], channel: str = "shell") -> dict[str, Any]:
+    return {
+        "header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "username": "page",
+                   "session": "page-session", "date": "", "version": "5.4"},
+        "parent_header": {}, "metadata": {}, "content": content, "channel": channel,
+        "buffers": [],
+    }  # fmt: skip
+
+
+async def answer_to(ws: Any, msg_id: str, msg_type: str, timeout: float) -> dict[str, Any]:
+    """The first message of ``msg_type`` whose parent is ``msg_id``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {msg_type} to {msg_id} within {timeout} s"
+        raw = await asyncio.wait_for(ws.recv(), left)
+        if isinstance(raw, bytes):
+            continue  # a message with buffers; ours carry none
+        msg = json.loads(raw)
+        if msg["header"]["msg_type"] == msg_type and msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+async def slider_comm(client: YClient, cell: str) -> str:
+    for _ in range(300):
+        for output in client.outputs(cell):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view:
+                return str(view["model_id"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the slider was never shown")
+
+
+async def test_a_page_connecting_mid_run_gets_its_answers_while_the_cell_runs(
+    session: Session,
+):
+    path, [cell] = write_notebook(session.server.root, "busy.ipynb", [BUSY_WITH_A_SLIDER])
+    kernel, room, client = await session.prepare(path)
+    assert (await session.execute(kernel, room, cell)).status_code == 202
+    model_id = await slider_comm(client, cell)
+    url = (
+        f"ws://127.0.0.1:{session.server.port}/api/kernels/{kernel}/channels"
+        f"?session_id={uuid.uuid4().hex}&token={TOKEN}"
+    )
+    started = time.monotonic()
+    async with websockets.connect(url, max_size=None) as ws:
+        info = request("kernel_info_request", {})
+        await ws.send(json.dumps(info))
+        reply = await answer_to(ws, info["header"]["msg_id"], "kernel_info_reply", 10)
+        assert reply["channel"] == "shell"
+        assert "kernel subshells" in reply["content"]["supported_features"]
+
+        comms = request("comm_info_request", {"target_name": "jupyter.widget"})
+        await ws.send(json.dumps(comms))
+        reply = await answer_to(ws, comms["header"]["msg_id"], "comm_info_reply", 10)
+        assert reply["channel"] == "shell"
+        assert model_id in reply["content"]["comms"]
+
+        ask = request("comm_msg", {"comm_id": model_id, "data": {"method": "request_state"}})
+        await ws.send(json.dumps(ask))
+        update = await answer_to(ws, ask["header"]["msg_id"], "comm_msg", 10)
+        assert update["channel"] == "iopub"
+        data = update["content"]["data"]
+        assert data["method"] == "update"
+        assert data["state"]["value"] == 7 and data["state"]["_model_name"] == "IntSliderModel"
+        answered = time.monotonic() - started
+    # All three while the cell still sleeps: none waited for the main shell.
+    assert client.state(cell) == "running", client.state(cell)
+    assert answered < 10, answered
+    print(f"kernel_info, comm_info and request_state answered in {answered:.2f} s mid-run")
+
+
+def test_which_messages_are_questions() -> None:
+    assert is_question("kernel_info_request", {})
+    assert is_question("comm_info_request", {"subshell_id": None})
+    assert not is_question("comm_info_request", {"subshell_id": "the page's own"})
+    assert not is_question("execute_request", {})
+    assert not is_question("complete_request", {})
+    state = {"comm_id": "c1", "data": {"method": "request_state"}}
+    assert requested_state("comm_msg", state) == "c1"
+    # A widget's own update runs the user's callbacks: never answered by the server.
+    assert requested_state("comm_msg", {"comm_id": "c1", "data": {"method": "update"}}) is None
+    assert requested_state("comm_open", state) is None
+    assert requested_state("comm_msg", {"comm_id": 3, "data": {"method": "request_state"}}) is None
+    assert requested_state("comm_msg", "not a dict") is None
