@@ -15,7 +15,7 @@ import httpx
 from playwright.async_api import Page
 
 from ..conftest import TOKEN, Server, write_notebook
-from .conftest import Pages, cell, prompt, run_cell, wait_kernel_idle
+from .conftest import Pages, cell, output_text, prompt, run_cell, wait_kernel_idle
 from .test_browser import kernels_idle
 
 #: About 10 s, as a training loop would.
@@ -107,6 +107,11 @@ async def test_a_tqdm_bar_after_a_reload_mid_run_and_in_a_second_browser(lab: Se
     for p in (page, second):
         assert await prompt(p, 0) == "[*]:"
         await advancing(p)
+        # They missed the kernel's busy for the cell, and are told of it on connecting.
+        await p.wait_for_selector(
+            ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='busy']",
+            timeout=5_000,
+        )
     await pages.screenshots("tqdm-reload-mid-run")
     for p in (page, second):
         await finished(p)
@@ -139,3 +144,37 @@ async def test_a_finished_bar_is_shown_after_reopening_and_after_a_kernel_restar
     assert (await finished(page)).startswith("60/60")
     await no_text_fallback(page)
     await pages.screenshots("tqdm-after-restart")
+
+
+SLIDER = ["import ipywidgets as w\ns = w.IntSlider(value=3)\ns", "print('value', s.value)"]
+
+
+async def test_a_slider_moved_in_a_reloaded_page_changes_the_kernels_value(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "slider.ipynb", SLIDER)
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await cell(page, 0).locator(".widget-slider .widget-readout").wait_for(timeout=30_000)
+    await wait_kernel_idle(page)
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    readout = cell(page, 0).locator(".widget-slider .widget-readout")
+    await readout.wait_for(timeout=30_000)
+    assert (await readout.inner_text()).strip() == "3"
+    # Typed into the slider's readout, as a user sets an exact value.
+    await readout.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("42")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(
+        "() => document.querySelector('.jp-Cell .widget-slider .widget-readout')"
+        ".innerText.trim() === '42'"
+    )
+    await run_cell(page, 1)
+    for _ in range(300):
+        if "value 42" in await output_text(page, 1):
+            break
+        await asyncio.sleep(0.1)
+    assert await output_text(page, 1) == "value 42"
+    await pages.screenshots("slider-after-reload")

@@ -186,6 +186,11 @@ class KernelRunner:
         """The runner's tasks (all done once it is finished)."""
         return [*self._tasks, *self._connection.tasks]
 
+    @property
+    def running_msg_id(self) -> str | None:
+        """The msg_id of the execute_request of the cell that runs now, if any."""
+        return self._running.msg_id if self._running is not None else None
+
     def submit(self, request: ExecutionRequest, room: NotebookRoom) -> None:
         """Queue a cell; its outputs are cleared and it shows as running at once."""
         self._rooms.hold(room)

@@ -25,6 +25,14 @@ losing the run.)
 
 Everything else goes where the page sent it, and a kernel without subshells gets every
 message as it came.
+
+A page that connects while the server runs a cell missed the kernel's busy for it, and
+its kernel indicator said Unknown (or Idle) for the rest of the run; after "Restart Kernel
+and Run All" too, since the page reconnects after a restart. Once such a connection is
+open, it is told what it missed: a ``status: busy`` parented to the running cell's
+execute request, on its iopub only. The kernel's own idle for that request ends it; in
+case that idle was already on its way when the busy went, the connection checks every
+``STATUS_CHECK`` seconds and sends the idle itself once the server runs nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ V1 = "v1.kernel.websocket.jupyter.org"
 
 #: Seconds to wait for the kernel to create a connection's subshell.
 SUBSHELL_TIMEOUT = 5.0
+#: Seconds between two checks that a cell a late page was told of still runs.
+STATUS_CHECK = 0.5
 
 
 def is_question(msg_type: str, header: dict[str, Any]) -> bool:
@@ -91,6 +101,57 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         self._creating: str | None = None
         #: Questions that wait for the subshell, as the page sent them.
         self._waiting: list[Any] = []
+
+    # -- a page that connects mid-run ------------------------------------------------------
+
+    def connect(self) -> Any:
+        connected = super().connect()
+        if connected is not None:
+            connected.add_done_callback(lambda _: self._tell_what_runs())
+        return connected
+
+    def _runner(self) -> Any:
+        extension = self.websocket_handler.settings.get("ydoc_outputs")
+        return extension.execution.runner(self.kernel_id) if extension else None
+
+    def _tell_what_runs(self) -> None:
+        runner = self._runner()
+        msg_id = runner.running_msg_id if runner is not None else None
+        if msg_id is None or not self.channels:
+            return
+        parent = {"msg_id": msg_id, "msg_type": "execute_request"}
+        self._send_to_page("status", {"execution_state": "busy"}, parent, [])
+        loop = IOLoop.current()
+
+        def check() -> None:
+            if not self.channels:
+                return  # the page left
+            runner = self._runner()
+            now = runner.running_msg_id if runner is not None else None
+            if now == msg_id:
+                loop.call_later(STATUS_CHECK, check)
+            elif now is None:  # ended; its idle may have reached the page first
+                self._send_to_page("status", {"execution_state": "idle"}, parent, [])
+            # Another cell runs: the page heard its busy from the kernel itself.
+
+        loop.call_later(STATUS_CHECK, check)
+
+    def _send_to_page(
+        self, msg_type: str, content: dict[str, Any], parent: dict[str, Any], buffers: list[bytes]
+    ) -> None:
+        """An iopub message from the kernel, as the kernel would send it, to this page only."""
+        msg = self.session.msg(msg_type, content, parent=parent)
+        if self.subprotocol == V1:
+            parts = [self.session.pack(msg[key]) for key in
+                     ("header", "parent_header", "metadata", "content")]  # fmt: skip
+            self.write_message(serialize_msg_to_ws_v1([*parts, *buffers], "iopub"), binary=True)
+            return
+        msg["channel"] = "iopub"
+        msg["buffers"] = buffers
+        if buffers:
+            self.write_message(serialize_binary_message(msg), binary=True)
+        else:
+            self.write_message(json.dumps(msg, default=json_default))
 
     def request_kernel_info(self) -> Any:
         """jupyter_server's own question before it opens the websocket, on control.
@@ -160,8 +221,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
 
     def _answer_state(self, comm_id: str, request: dict[str, Any]) -> None:
         """Send this page a model's whole state, if the server keeps it."""
-        extension = self.websocket_handler.settings.get("ydoc_outputs")
-        runner = extension.execution.runner(self.kernel_id) if extension else None
+        runner = self._runner()
         found = runner.widgets.states.current(comm_id) if runner is not None else None
         if found is None:
             return
@@ -170,18 +230,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
             "comm_id": comm_id,
             "data": {"method": "update", "state": state, "buffer_paths": paths},
         }
-        msg = self.session.msg("comm_msg", content, parent=request)
-        if self.subprotocol == V1:
-            parts = [self.session.pack(msg[key]) for key in
-                     ("header", "parent_header", "metadata", "content")]  # fmt: skip
-            self.write_message(serialize_msg_to_ws_v1([*parts, *buffers], "iopub"), binary=True)
-            return
-        msg["channel"] = "iopub"
-        msg["buffers"] = buffers
-        if buffers:
-            self.write_message(serialize_binary_message(msg), binary=True)
-        else:
-            self.write_message(json.dumps(msg, default=json_default))
+        self._send_to_page("comm_msg", content, request, buffers)
 
     def _kernel_has_subshells(self) -> bool:
         future = getattr(self.kernel_manager, "_kernel_info_future", None)
