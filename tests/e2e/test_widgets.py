@@ -178,3 +178,75 @@ async def test_a_slider_moved_in_a_reloaded_page_changes_the_kernels_value(
         await asyncio.sleep(0.1)
     assert await output_text(page, 1) == "value 42"
     await pages.screenshots("slider-after-reload")
+
+
+OUTPUT_WIDGET = (
+    "import ipywidgets as w, time\nout = w.Output()\ndisplay(out)\n"
+    "with out:\n    for i in range(3):\n        print('epoch', i)\n        time.sleep(1)\n"
+    "print('after')"
+)
+
+
+async def cell_output(page: Page) -> str:
+    """All the first cell shows as output, the Output widget's included."""
+    text: str = await cell(page, 0).locator(".jp-Cell-outputArea").inner_text()
+    return text
+
+
+async def widget_text(page: Page, needle: str) -> str:
+    widget = cell(page, 0).locator(".widget-output")
+    text = ""
+    for _ in range(300):
+        if await widget.count():
+            text = await widget.inner_text()
+            if needle in text:
+                return text
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{needle!r} never showed in the Output widget: {text!r}")
+
+
+async def test_prints_inside_an_output_widget_show_inside_it_live_and_after_reload(
+    lab: Server, pages: Pages
+):
+    path, _ = write_notebook(lab.root, "output-widget.ipynb", [OUTPUT_WIDGET])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    # Live, while the block still runs.
+    await widget_text(page, "epoch 0")
+    assert await prompt(page, 0) == "[*]:"
+    await widget_text(page, "epoch 2")
+    await wait_kernel_idle(page)
+    whole = await cell_output(page)
+    assert whole.count("epoch 0") == 1 and "after" in whole, whole  # in the widget only
+    await pages.screenshots("output-widget")
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    text = await widget_text(page, "epoch 2")
+    assert "epoch 0" in text and "after" not in text
+    assert (await cell_output(page)).count("epoch 1") == 1
+
+
+INTERACT = (
+    "from ipywidgets import interact\n@interact(x=(0, 10))\ndef f(x=3):\n    print('x is', x)"
+)
+
+
+async def test_interact_output_is_in_its_widget_and_follows_the_slider(lab: Server, pages: Pages):
+    path, _ = write_notebook(lab.root, "interact.ipynb", [INTERACT])
+    page = await pages.open_notebook(path)
+    await run_cell(page, 0)
+    await widget_text(page, "x is 3")
+    await wait_kernel_idle(page)
+    assert (await cell_output(page)).count("x is 3") == 1  # not left in the cell as well
+    readout = cell(page, 0).locator(".widget-slider .widget-readout")
+    await readout.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("7")
+    await page.keyboard.press("Enter")
+    text = await widget_text(page, "x is 7")
+    assert "x is 3" not in text
+    await page.reload()
+    await page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    text = await widget_text(page, "x is 7")
+    assert "x is 3" not in await cell_output(page)
+    await pages.screenshots("interact")

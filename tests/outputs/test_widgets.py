@@ -162,3 +162,24 @@ def test_state_is_bounded_per_model_and_per_kernel():
     assert states.dropped == dropped
     states.feed(comm_open("m10", model("TextModel", value="y" * 700)))  # the oldest goes
     assert states.dropped == dropped + 1 and "m7" not in states and "m6" in states
+
+
+def test_an_output_widget_captures_while_its_msg_id_is_set():
+    states = WidgetStates()
+    states.feed(comm_open("out", model("OutputModel", msg_id="", outputs=[])))
+    states.feed(comm_open("inner", model("OutputModel", msg_id="", outputs=[])))
+    assert states.capturing("run-1") is None
+    states.feed(comm_msg("out", {"msg_id": "run-1"}))  # with out:
+    assert states.capturing("run-1") == "out"
+    states.feed(comm_msg("inner", {"msg_id": "run-1"}))  # with inner: (nested)
+    assert states.capturing("run-1") == "inner"
+    states.feed(comm_msg("inner", {"msg_id": ""}))  # its end
+    assert states.capturing("run-1") == "out"
+    states.feed(comm_msg("out", {"outputs": [{"output_type": "stream", "name": "stdout",
+                                              "text": "a"}]}))  # fmt: skip
+    assert states.outputs("out")[0]["text"] == "a"
+    states.feed(comm_close("out"))
+    assert states.capturing("run-1") is None and states.outputs("out") == []
+    # Only Output models capture.
+    states.feed(comm_open("label", model("LabelModel", msg_id="run-2")))
+    assert states.capturing("run-2") is None

@@ -21,6 +21,7 @@ from typing import Any
 from jupyter_client.jsonutil import json_default
 
 from ..heap import HeapTrimmer
+from ..outputs.capture import CAPTURED_TYPES
 from ..outputs.ops import KernelMessage
 from ..outputs.routing import ParentRouter, Route
 from ..rooms.manager import RoomManager
@@ -29,6 +30,7 @@ from .faults import CellWatch, Fault, KernelSnapshot, Verdict
 from .monitor import POLL_INTERVAL, KernelMonitor
 from .pump import IopubPump, KernelConnection
 from .queue import ExecutionQueue, ExecutionRequest
+from .websocket import tell_pages
 from .widgets import WidgetStateWriter
 
 __all__ = ["KernelRunner"]
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for the answer to a ``kernel_info_request`` on iopub before asking
 #: again: a subscription that is not connected yet silently drops what it misses.
 HANDSHAKE_TIMEOUT = 1.0
+#: Seconds between two updates of an Output widget's outputs sent to the pages.
+TELL_INTERVAL = 0.1
 #: Seconds a stopping kernel has to end its running cell (its KeyboardInterrupt usually
 #: comes within milliseconds) before the cell is ended without its last output.
 STOP_GRACE = 0.5
@@ -130,6 +134,9 @@ class KernelRunner:
         self._connection = KernelConnection(self._kernel, kernel_id, self._on_reply)
         self._pump = IopubPump(self._connection, self._handle, batch_interval)
         self.widgets = WidgetStateWriter(rooms)
+        #: Output widgets given output in the last batches: their outputs and parent.
+        self._captured_now: dict[str, tuple[list[Any], dict[str, Any]]] = {}
+        self._tell_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         #: The cell that runs now, and the one taken from the queue that waits to run.
         self._running: _Run | None = None
@@ -263,6 +270,16 @@ class KernelRunner:
                 # Widget models, whatever their parent: a page's change comes back as
                 # an echo_update whose parent is the page's own request.
                 self.widgets.feed(msg)
+            if msg_type in CAPTURED_TYPES and ours:
+                # Inside `with out:` (an Output widget) in a cell the server runs: its
+                # output, not the cell's. (Output a page's own request causes, such as an
+                # `interact` callback when a slider moves, that page captures itself.)
+                target = self.widgets.states.capturing(parent_id)
+                if target is not None:
+                    outputs = self.widgets.capture(target, msg)
+                    parent: dict[str, Any] = dict(msg.get("parent_header") or {})
+                    self._captured_now[target] = (outputs, parent)
+                    continue
             if msg_type == "iopub_welcome":
                 # ipykernel >= 7 greets each new subscription: a handshake whose
                 # answer was published before it may ask again right away.
@@ -318,6 +335,37 @@ class KernelRunner:
             room.writer.apply(room.reducer.flush())
         for room in reopened:
             self._rooms.maybe_clean_up(room)
+        if self._captured_now:
+            self._schedule_tell_pages()
+
+    def _schedule_tell_pages(self) -> None:
+        """The pages see an Output widget's new outputs, at most every TELL_INTERVAL."""
+        if self._tell_timer is None:
+            loop = asyncio.get_running_loop()
+            self._tell_timer = loop.call_later(TELL_INTERVAL, self._tell_pages)
+
+    def _tell_pages(self) -> None:
+        self._tell_timer = None
+        captured, self._captured_now = self._captured_now, {}
+        for comm_id, (outputs, parent) in captured.items():
+            tell_pages(self.kernel_id, comm_id, {"outputs": outputs}, parent)
+
+    def _sync_captured(self) -> None:
+        """Give the kernel the outputs the server put into its Output widgets, as a
+        page would have: its model then holds them, and ipywidgets echoes them."""
+        if self._tell_timer is not None:
+            self._tell_timer.cancel()
+            self._tell_pages()
+        for comm_id, outputs in self.widgets.take_captured():
+            content = {
+                "comm_id": comm_id,
+                "data": {"method": "update", "state": {"outputs": outputs}, "buffer_paths": []},
+            }
+            try:
+                self._client.shell_channel.send(self._client.session.msg("comm_msg", content))
+            except Exception:
+                log.warning("could not give kernel %s the outputs of widget %s",
+                            self.kernel_id, comm_id, exc_info=True)  # fmt: skip
 
     # -- execution ---------------------------------------------------------------------
 
@@ -442,6 +490,7 @@ class KernelRunner:
         self._running = None
         if run.grace is not None:
             run.grace.cancel()
+        self._sync_captured()
         self.widgets.cell_ended()
         fault = verdict.fault
         if fault is not None:

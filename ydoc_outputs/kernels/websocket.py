@@ -54,7 +54,7 @@ from jupyter_server.services.kernels.connection.channels import (
 )
 from tornado.ioloop import IOLoop
 
-__all__ = ["QuestionsConnection", "is_question", "requested_state"]
+__all__ = ["QuestionsConnection", "is_question", "requested_state", "tell_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,25 @@ def requested_state(msg_type: str, content: Any) -> str | None:
     return None
 
 
+#: kernel id -> its pages' open connections, for what the server tells them itself.
+_pages: dict[str, set[QuestionsConnection]] = {}
+
+
+def tell_pages(kernel_id: str, comm_id: str, state: dict[str, Any], parent: dict[str, Any]) -> None:
+    """A widget model's change, as the kernel would send it, to every page of a kernel.
+
+    For an Output widget the server gave output (outputs/capture.py): the kernel hears
+    of it only once the cell ends, so it cannot tell the pages itself while the cell runs.
+    """
+    content = {"comm_id": comm_id, "data": {"method": "update", "state": state,
+                                           "buffer_paths": []}}  # fmt: skip
+    for page in list(_pages.get(kernel_id, ())):
+        try:
+            page._send_to_page("comm_msg", content, parent, [])
+        except Exception:
+            log.debug("could not tell a page of %s", kernel_id, exc_info=True)
+
+
 def _has_subshells(info: Any) -> bool:
     features = info.get("supported_features") if isinstance(info, dict) else None
     return isinstance(features, list) and "kernel subshells" in features
@@ -107,8 +126,21 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
     def connect(self) -> Any:
         connected = super().connect()
         if connected is not None:
-            connected.add_done_callback(lambda _: self._tell_what_runs())
+            connected.add_done_callback(lambda _: self._opened())
         return connected
+
+    def _opened(self) -> None:
+        if self.channels:
+            _pages.setdefault(self.kernel_id, set()).add(self)
+        self._tell_what_runs()
+
+    def disconnect(self) -> Any:
+        pages = _pages.get(self.kernel_id)
+        if pages is not None:
+            pages.discard(self)
+            if not pages:
+                del _pages[self.kernel_id]
+        return super().disconnect()  # type: ignore[no-untyped-call]
 
     def _runner(self) -> Any:
         extension = self.websocket_handler.settings.get("ydoc_outputs")

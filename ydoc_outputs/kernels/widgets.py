@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+from ..outputs.capture import apply_captured
 from ..outputs.ops import KernelMessage
 from ..outputs.widgets import WidgetStates
 from ..rooms.manager import RoomManager
@@ -38,6 +40,10 @@ class WidgetStateWriter:
         self._changed = False
         self._timer: asyncio.TimerHandle | None = None
         self._written_at = float("-inf")
+        #: Output models given output by the server since the last take, and whether
+        #: a clear_output(wait=True) waits in each.
+        self._captured: set[str] = set()
+        self._clear_pending: dict[str, bool] = {}
 
     def runs_cells_of(self, document_id: str) -> None:
         self._documents.add(document_id)
@@ -47,6 +53,28 @@ class WidgetStateWriter:
         if self.states.feed(msg):
             self._changed = True
             self._schedule()
+
+    def capture(self, comm_id: str, msg: KernelMessage) -> list[dict[str, Any]]:
+        """Put one output message into Output model ``comm_id``; its new ``outputs``."""
+        outputs, pending = apply_captured(
+            self.states.outputs(comm_id), self._clear_pending.get(comm_id, False), msg
+        )
+        self._clear_pending[comm_id] = pending
+        update: KernelMessage = {
+            "header": {"msg_type": "comm_msg"},
+            "content": {"comm_id": comm_id,
+                        "data": {"method": "update", "state": {"outputs": outputs}}},
+        }  # fmt: skip
+        self.feed(update)
+        self._captured.add(comm_id)
+        return outputs
+
+    def take_captured(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The Output models given output since the last take, with their outputs."""
+        taken = [(c, self.states.outputs(c)) for c in self._captured if c in self.states]
+        self._captured.clear()
+        self._clear_pending.clear()
+        return taken
 
     def kernel_started(self) -> None:
         """A new kernel process: the models of the last one are gone. What the

@@ -101,6 +101,8 @@ class WidgetStates:
         self._total = 0
         #: Models refused or forgotten for their size: they are not saved.
         self.dropped = 0
+        #: request msg_id -> the Output models capturing its output, entered last last.
+        self._capturing: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._models)
@@ -122,6 +124,30 @@ class WidgetStates:
         """The kernel's process is gone, and its models with it."""
         self._models.clear()
         self._total = 0
+        self._capturing.clear()
+
+    def capturing(self, msg_id: str) -> str | None:
+        """The Output widget that takes the output of request ``msg_id`` now: of those
+        whose ``msg_id`` is it, the one entered last, as in a page, where the hook
+        registered last sees a message first."""
+        found = self._capturing.get(msg_id) if msg_id else None
+        return found[-1] if found else None
+
+    def outputs(self, comm_id: str) -> list[dict[str, Any]]:
+        """An Output model's ``outputs``."""
+        model = self._models.get(comm_id)
+        outputs = model.state.get("outputs") if model is not None else None
+        return [o for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
+
+    def _index_capture(self, comm_id: str, msg_id: object) -> None:
+        """Follow an Output model's ``msg_id`` (None: the model is gone)."""
+        for target, models in list(self._capturing.items()):
+            if comm_id in models:
+                models.remove(comm_id)
+                if not models:
+                    del self._capturing[target]
+        if isinstance(msg_id, str) and msg_id:
+            self._capturing.setdefault(msg_id, []).append(comm_id)
 
     def feed(self, msg: KernelMessage) -> bool:
         """Take one iopub message; True if it changed a widget model."""
@@ -153,6 +179,8 @@ class WidgetStates:
         paths = data.get("buffer_paths")
         before = model.size if comm_id in self._models else 0
         model.apply(state, paths if isinstance(paths, list) else [], msg.get("buffers") or [])
+        if "msg_id" in state and model.state.get("_model_name") == "OutputModel":
+            self._index_capture(comm_id, state["msg_id"])
         self._models[comm_id] = model
         self._models.move_to_end(comm_id)
         self._total += model.size - before
@@ -168,6 +196,8 @@ class WidgetStates:
         model = self._models.pop(comm_id, None)
         if model is None:
             return False
+        if model.state.get("_model_name") == "OutputModel":
+            self._index_capture(comm_id, None)
         self._total -= model.size
         return True
 
