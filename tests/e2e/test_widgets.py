@@ -250,3 +250,35 @@ async def test_interact_output_is_in_its_widget_and_follows_the_slider(lab: Serv
     text = await widget_text(page, "x is 7")
     assert "x is 3" not in await cell_output(page)
     await pages.screenshots("interact")
+
+
+async def test_the_kernel_is_busy_after_restart_kernel_and_run_all(lab: Server, pages: Pages):
+    path, _ = write_notebook(
+        lab.root,
+        "restart-run-all.ipynb",
+        [TQDM.replace("range(60)", "range(35)") + "\nprint('first')", "print('second')"],
+    )
+    page = await pages.open_notebook(path)
+    # JupyterLab's debugger sends a burst of debug_requests (on control, which this
+    # server passes through untouched) when a page connects; a restart within it cancels
+    # one, and JupyterLab logs "Could not restore the debugger state". A user reads the
+    # page first.
+    await asyncio.sleep(3)
+    # The command of Kernel > "Restart Kernel and Run All Cells…", then its dialog.
+    await page.evaluate("() => { window.jupyterapp.commands.execute('notebook:restart-run-all'); }")
+    await page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    await cell(page, 0).locator(BAR).wait_for(timeout=30_000)
+    # Sampled every 0.5 s while cell 0 (a tqdm bar) runs: Busy (it said Unknown, then
+    # Idle).
+    statuses = []
+    while await prompt(page, 0) == "[*]:":
+        statuses.append(
+            await page.locator(
+                ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator"
+            ).get_attribute("data-status")
+        )
+        await asyncio.sleep(0.5)
+    assert len(statuses) >= 6, statuses
+    assert set(statuses[:-1]) == {"busy"}, statuses
+    await cell(page, 1).locator(".jp-OutputArea").get_by_text("second").wait_for(timeout=30_000)
+    await wait_kernel_idle(page)
