@@ -62,6 +62,13 @@ async def finished(page: Page) -> str:
     raise AssertionError(f"the bar never finished: {await bar(page)}")
 
 
+async def indicator(page: Page) -> str | None:
+    """What the page's kernel indicator says: busy, idle, unknown..."""
+    return await page.locator(
+        ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator"
+    ).get_attribute("data-status")
+
+
 async def no_text_fallback(page: Page) -> None:
     text = await cell(page, 0).locator(".jp-OutputArea").inner_text()
     assert "it/s]" not in text or await cell(page, 0).locator(BAR).count() == 1
@@ -78,11 +85,7 @@ async def test_a_tqdm_bar_is_live_and_the_kernel_busy_in_the_tab_that_runs_it(
     # Sampled every 0.5 s while it runs: Busy, and the bar further along each second.
     statuses, widths = [], []
     while await prompt(page, 0) == "[*]:":
-        statuses.append(
-            await page.locator(
-                ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator"
-            ).get_attribute("data-status")
-        )
+        statuses.append(await indicator(page))
         widths.append((await bar(page))[0])
         await asyncio.sleep(0.5)
     await pages.screenshots("tqdm-live")
@@ -272,11 +275,7 @@ async def test_the_kernel_is_busy_after_restart_kernel_and_run_all(lab: Server, 
     # Idle).
     statuses = []
     while await prompt(page, 0) == "[*]:":
-        statuses.append(
-            await page.locator(
-                ".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator"
-            ).get_attribute("data-status")
-        )
+        statuses.append(await indicator(page))
         await asyncio.sleep(0.5)
     assert len(statuses) >= 6, statuses
     assert set(statuses[:-1]) == {"busy"}, statuses
