@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ydoc_outputs.outputs.capture import MAX_CAPTURED_OUTPUTS, apply_captured
+from ydoc_outputs.outputs.capture import MAX_CAPTURED_OUTPUTS, MAX_STREAM_CHARS, apply_captured
 
 
 def msg(msg_type: str, **content: Any) -> dict[str, Any]:
@@ -64,3 +64,12 @@ def test_the_outputs_kept_are_bounded() -> None:
         outputs, _ = apply_captured(outputs, False, msg("display_data", data={"i": i}))
     assert len(outputs) == MAX_CAPTURED_OUTPUTS
     assert outputs[0]["data"] == {"i": 10}  # the oldest went first
+
+
+def test_a_stream_keeps_its_latest_text_only() -> None:
+    outputs: list[dict[str, Any]] = []
+    line = "x" * 999 + "\n"
+    for _ in range(MAX_STREAM_CHARS // 1000 + 5):
+        outputs, _ = apply_captured(outputs, False, msg("stream", name="stdout", text=line))
+    [stream] = outputs
+    assert len(stream["text"]) == MAX_STREAM_CHARS and stream["text"].endswith(line)

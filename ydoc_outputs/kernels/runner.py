@@ -336,6 +336,7 @@ class KernelRunner:
         for room in reopened:
             self._rooms.maybe_clean_up(room)
         if self._captured_now:
+            self.widgets.settle_captured()
             self._schedule_tell_pages()
 
     def _schedule_tell_pages(self) -> None:

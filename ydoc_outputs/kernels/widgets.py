@@ -44,6 +44,8 @@ class WidgetStateWriter:
         #: a clear_output(wait=True) waits in each.
         self._captured: set[str] = set()
         self._clear_pending: dict[str, bool] = {}
+        #: Outputs captured in the current batch, not yet given to the models.
+        self._working: dict[str, list[dict[str, Any]]] = {}
 
     def runs_cells_of(self, document_id: str) -> None:
         self._documents.add(document_id)
@@ -55,22 +57,32 @@ class WidgetStateWriter:
             self._schedule()
 
     def capture(self, comm_id: str, msg: KernelMessage) -> list[dict[str, Any]]:
-        """Put one output message into Output model ``comm_id``; its new ``outputs``."""
-        outputs, pending = apply_captured(
-            self.states.outputs(comm_id), self._clear_pending.get(comm_id, False), msg
-        )
+        """Put one output message into Output model ``comm_id``; its new ``outputs``.
+        The model takes them at :meth:`settle_captured` (once per batch: sizing a
+        model's whole state for each printed line would cost as much as the line times
+        the outputs)."""
+        current = self._working.get(comm_id)
+        if current is None:
+            current = self.states.outputs(comm_id)
+        outputs, pending = apply_captured(current, self._clear_pending.get(comm_id, False), msg)
         self._clear_pending[comm_id] = pending
-        update: KernelMessage = {
-            "header": {"msg_type": "comm_msg"},
-            "content": {"comm_id": comm_id,
-                        "data": {"method": "update", "state": {"outputs": outputs}}},
-        }  # fmt: skip
-        self.feed(update)
+        self._working[comm_id] = outputs
         self._captured.add(comm_id)
         return outputs
 
+    def settle_captured(self) -> None:
+        """Give the Output models what :meth:`capture` put into them since the last call."""
+        working, self._working = self._working, {}
+        for comm_id, outputs in working.items():
+            self.feed({
+                "header": {"msg_type": "comm_msg"},
+                "content": {"comm_id": comm_id,
+                            "data": {"method": "update", "state": {"outputs": outputs}}},
+            })  # fmt: skip
+
     def take_captured(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """The Output models given output since the last take, with their outputs."""
+        self.settle_captured()
         taken = [(c, self.states.outputs(c)) for c in self._captured if c in self.states]
         self._captured.clear()
         self._clear_pending.clear()

@@ -23,10 +23,11 @@ __all__ = ["CAPTURED_TYPES", "MAX_CAPTURED_OUTPUTS", "apply_captured"]
 
 #: Messages whose output a capturing Output widget takes.
 CAPTURED_TYPES = frozenset({"stream", "display_data", "execute_result", "error", "clear_output"})
-#: Outputs one widget keeps; the oldest go first (a loop printing in a `with out:`).
-MAX_CAPTURED_OUTPUTS = 1000
-#: Characters of one stream output a widget keeps; the oldest text goes first.
-MAX_STREAM_CHARS = 1 << 20
+#: Outputs one widget keeps; the oldest go first (a loop displaying in a `with out:`).
+MAX_CAPTURED_OUTPUTS = 200
+#: Characters of one stream output a widget keeps, the oldest text going first: each
+#: printed line copies the text it continues, so this bounds the work per line.
+MAX_STREAM_CHARS = 50_000
 
 
 def apply_captured(
