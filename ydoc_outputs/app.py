@@ -213,12 +213,14 @@ class YdocOutputsApp(ExtensionApp):
     kernel_questions_on_subshell = Bool(
         True,
         config=True,
-        help="For kernels with subshells (ipykernel 7), send a page's read-only questions "
-        "(kernel_info_request, comm_info_request, and a widget's request_state) to a "
-        "subshell of the page's connection, where the kernel answers them while a cell "
-        "runs: a page opened or reloaded mid-run then shows the cell's widgets live "
-        "instead of 'Loading widget...' until the cell ends. Applies only where "
-        "jupyter_server's default kernel websocket is in use.",
+        help="Answer what a page opened or reloaded mid-run asks before it shows the "
+        "running cell's widgets: jupyter_server's own kernel_info_request goes to the "
+        "control channel; a page's kernel_info_request and comm_info_request go to a "
+        "subshell of its connection (kernels with subshells, such as ipykernel 7); the "
+        "server answers a widget's request_state from the models it keeps; and the page "
+        "is told the kernel is busy with the running cell. Without it such a page shows "
+        "'Loading widget...' until the cell ends. Applies only where jupyter_server's "
+        "default kernel websocket is in use.",
     )
 
     sync_cache_bytes = Int(

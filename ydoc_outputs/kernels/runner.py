@@ -184,6 +184,9 @@ class KernelRunner:
             self._end(self._pending, *fault.cancelled())
             self._pending = None
         self._cancel_queued()
+        if self._tell_timer is not None:
+            self._tell_timer.cancel()
+            self._tell_timer = None
         self.widgets.close()
         self._connection.close()
         self.finished.set()
