@@ -113,6 +113,19 @@ async def test_a_page_connecting_mid_run_gets_its_answers_while_the_cell_runs(
         while idle["content"]["execution_state"] != "idle":
             idle = await answer_to(ws, busy["parent_header"]["msg_id"], "status", 20)
     print(f"kernel_info, comm_info and request_state answered in {answered:.2f} s mid-run")
+    # The subshell went with the connection: a page that reloads leaves no kernel
+    # thread behind.
+    async with websockets.connect(url.replace("session_id=", "session_id=x"), max_size=None) as ws:
+        subshells = None
+        for _ in range(50):
+            ask = request("list_subshell_request", {}, channel="control")
+            await ws.send(json.dumps(ask))
+            reply = await answer_to(ws, ask["header"]["msg_id"], "list_subshell_reply", 10)
+            subshells = reply["content"]["subshell_id"]
+            if not subshells:
+                break
+            await asyncio.sleep(0.1)
+        assert subshells == [], subshells
 
 
 def test_which_messages_are_questions() -> None:

@@ -140,7 +140,20 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
             pages.discard(self)
             if not pages:
                 del _pages[self.kernel_id]
+        self._delete_subshell()
         return super().disconnect()  # type: ignore[no-untyped-call]
+
+    def _delete_subshell(self) -> None:
+        """Give back the kernel thread of this page's subshell: a page that reloads
+        gets a new connection, and each would otherwise leave one behind."""
+        subshell_id, self._subshell_id = self._subshell_id, None
+        control = self.channels.get("control") if self.channels else None
+        if subshell_id is None or control is None or control.closed():
+            return
+        if self._subshell_process is not self._process():
+            return  # the kernel restarted: the subshell went with its process
+        with contextlib.suppress(Exception):
+            self.session.send(control, "delete_subshell_request", {"subshell_id": subshell_id})
 
     def _runner(self) -> Any:
         extension = self.websocket_handler.settings.get("ydoc_outputs")
