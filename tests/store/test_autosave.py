@@ -177,3 +177,21 @@ async def test_saves_are_spaced_by_their_own_cost_while_changes_keep_coming() ->
     assert 2 <= len(spans) <= 5, spans
     for (start, end), (next_start, _) in itertools.pairwise(spans):
         assert next_start - end >= autosave.SAVE_SPACING * (end - start) - 0.005
+
+
+async def test_an_infinite_delay_saves_only_when_asked() -> None:
+    """jupyter_server_ydoc's ``document_save_delay = None``: no autosave, not even when
+    the room closes; a client's save request (Ctrl+S) still writes."""
+    doc = YNotebook()
+    doc.set({"cells": [{"cell_type": "code", "id": "c", "source": "1", "metadata": {},
+                        "outputs": [], "execution_count": None}],
+             "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # fmt: skip
+    disk = Disk(doc)
+    saver = Autosaver(doc, disk.snapshot, disk.save, delay=float("inf"))
+    saver.start()
+    edit(doc, " + 1")
+    assert saver._timer is None
+    await saver.stop()
+    assert disk.writes == 0
+    assert await saver.save_now() is True
+    assert disk.text == "1 + 1"

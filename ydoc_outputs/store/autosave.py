@@ -6,6 +6,10 @@ or less often for a big notebook: a save costs about 14 ms of CPU per MB (valida
 ``nbformat.writes``, signing, hashing), so the next one waits :data:`SAVE_SPACING` times
 as long as the last one took. Nothing is at risk meanwhile: the update store keeps every
 change, and a room saves at once when it closes or a client asks.
+
+A ``delay`` of ``inf`` (jupyter_server_ydoc's ``document_save_delay = None``) never
+saves on its own, not even when the room closes: the file is written only when a client
+asks (Ctrl+S), and the update store keeps the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,7 +57,7 @@ class Autosaver:
             doc: The document to watch.
             snapshot: What saving the document would write now.
             save: Saves the document; returns the file's new hash, if known.
-            delay: Seconds from a change to the save.
+            delay: Seconds from a change to the save; ``inf``: only :meth:`save_now`.
         """
         self._doc = doc
         self._snapshot = snapshot
@@ -83,7 +88,7 @@ class Autosaver:
         if self._writing_state:
             return
         self._pending = True
-        if self._timer is None:
+        if self._timer is None and not math.isinf(self._delay):
             loop = asyncio.get_running_loop()
             # The pause after the last save, known here, keeps the timer from firing
             # (and a task from waiting its turn) once per delay while a slow save's
@@ -189,12 +194,14 @@ class Autosaver:
         return False
 
     async def stop(self) -> None:
-        """Stop watching and save what is left to save (errors are logged); a document
-        that did not change since it was loaded or saved costs nothing."""
+        """Stop watching and save what is left to save (errors are logged), unless only
+        explicit saves are wanted; a document that did not change since it was loaded or
+        saved costs nothing."""
         if self._subscription is not None:
             self._doc.ydoc.unobserve(self._subscription)
             self._subscription = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await self._autosave()
+        if not math.isinf(self._delay):
+            await self._autosave()
