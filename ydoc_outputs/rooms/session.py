@@ -13,7 +13,7 @@ from tornado import web
 
 from ..handlers.base import ExtensionAPIHandler
 from ..handlers.paths import visible_file
-from ..store.documents import KINDS
+from ..store.documents import kind_of
 
 __all__ = ["SessionHandler"]
 
@@ -33,9 +33,12 @@ class SessionHandler(ExtensionAPIHandler):
         fmt, content_type = body.get("format"), body.get("type")
         if not isinstance(fmt, str) or not isinstance(content_type, str):
             raise web.HTTPError(400, "'format' and 'type' must be strings")
-        if (fmt, content_type) not in KINDS:
-            served = ", ".join(f"{f}:{t}" for f, t in KINDS)
-            raise web.HTTPError(400, f"unsupported document {fmt}:{content_type}; served: {served}")
+        if kind_of(fmt, content_type) is None:
+            raise web.HTTPError(
+                400,
+                f"unsupported document {fmt}:{content_type}: no installed package registers "
+                "that type in the jupyter_ydoc entry point group, or it is not read in that format",
+            )
         # Indexed under one spelling: another would get another file id, and so a second
         # room editing the same file.
         api_path = await visible_file(self.contents_manager, path)

@@ -126,7 +126,7 @@ class FileWatcher:
         kind = room.key.kind
         try:
             model = await self._get(
-                path, content=True, type=kind.type, format=kind.format, require_hash=True
+                path, content=True, type=kind.contents_type, format=kind.format, require_hash=True
             )
         except HTTPError as e:
             if e.status_code != 400:
@@ -139,6 +139,10 @@ class FileWatcher:
             )  # fmt: skip
             raise FileUnreadable(path) from e
         log.info("%s changed on disk: reloading it into %s", path, room.name)
+        if self._manager.events is not None:
+            self._manager.events.session(
+                room.name, "overwrite", "Out-of-band changes. Overwriting the room.", path=path
+            )
         kind.load(room.doc, model["content"])
         room.saw_file(model)
         if self._manager.store is not None and room.file_hash is not None:

@@ -1,29 +1,38 @@
 """The kinds of shared documents a room can hold, and how each goes to and from disk.
 
-The stock collaboration frontend opens every document through a room: notebooks
-(``json:notebook``) and text files (``text:file``). Only notebooks run cells.
+A kind is a ``format:type`` pair of the wire contract. Its document class is the one that
+jupyter_ydoc registers for the type through its ``jupyter_ydoc`` entry point group:
+notebooks (``json:notebook``), text files (``text:file``, ``text:unicode``), blobs
+(``base64:blob``) and third-party types such as ``text:chat`` (jupyterlab-chat), installed
+now or later. Only notebooks run cells.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import builtins
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from jupyter_core.utils import ensure_async
-from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc import YBlob, YNotebook, YUnicode
 from jupyter_ydoc.ybasedoc import YBaseDoc
+from pycrdt import Doc
 from tornado.web import HTTPError
 
-from ..ydoc.guard import UpdateGuard
+from ..ydoc.guard import Touched, UpdateGuard, UpdateRefused
 from ..ydoc.writer import SERVER_ORIGIN
 from .notebook import check_notebook_shape, load_notebook, notebook_dict, notebook_json
 
 __all__ = [
-    "KINDS",
     "NOTEBOOK",
     "TEXT_FILE",
     "DocumentKind",
     "RoomKey",
+    "document_classes",
+    "kind_of",
     "parse_room_name",
     "read_file",
     "sha256_of",
@@ -49,29 +58,79 @@ def without_undo_history(doc: YBaseDoc) -> None:
     doc.undo_manager.include_origin(_NEVER_UNDONE)
 
 
+#: Formats the contents manager reads and writes a file in (``json`` only for notebooks).
+FILE_FORMATS = ("text", "base64")
+
+#: The document classes jupyter_ydoc registers, by type; reread when a type is missing
+#: (a package installed since), at most once per ``_RESCAN_SECONDS``.
+_classes: dict[str, type[YBaseDoc]] = {}
+_scanned_at = float("-inf")
+_RESCAN_SECONDS = 1.0
+
+
+def document_classes(rescan: bool = False) -> dict[str, type[YBaseDoc]]:
+    """The document classes of the ``jupyter_ydoc`` entry point group, by type name.
+
+    An entry point that fails to load is left out (and tried again on the next scan).
+    """
+    global _scanned_at
+    now = time.monotonic()
+    if (rescan and now - _scanned_at >= _RESCAN_SECONDS) or not _classes:
+        _scanned_at = now
+        for ep in entry_points(group="jupyter_ydoc"):
+            if ep.name in _classes:
+                continue
+            try:
+                loaded = ep.load()
+            except Exception:
+                continue
+            if isinstance(loaded, type) and issubclass(loaded, YBaseDoc):
+                _classes[ep.name] = loaded
+    return _classes
+
+
 @dataclass(frozen=True)
 class DocumentKind:
-    """A ``format:type`` pair of the wire contract and its contents-manager model."""
+    """A ``format:type`` pair of the wire contract, its document class and its
+    contents-manager model."""
 
     format: str
     type: str
+    document_class: builtins.type[YBaseDoc] = field(compare=False, repr=False)
 
-    def new_document(self) -> YBaseDoc:
-        doc: YBaseDoc = YNotebook() if self is NOTEBOOK else YUnicode()
+    @property
+    def is_notebook(self) -> bool:
+        return self.type == "notebook"
+
+    @property
+    def contents_type(self) -> str:
+        """The type the contents manager knows the file as: it knows only notebooks
+        and files (jupyter_server treats every other type it is asked for as a file)."""
+        return "notebook" if self.is_notebook else "file"
+
+    def new_document(self, ydoc: Doc[Any] | None = None) -> YBaseDoc:
+        doc = self.document_class(ydoc)
         without_undo_history(doc)
         return doc
 
     def guard(self, doc: YBaseDoc) -> UpdateGuard:
-        """What checks client updates to ``doc``: a notebook's shape, a text file's only
-        that pycrdt can apply them."""
-        check = check_notebook_shape if self is NOTEBOOK else None
-        return UpdateGuard(doc.ydoc, check)
+        """What checks client updates to ``doc``: a notebook's shape; for kinds whose
+        content is not simply a ``Text``, that the content can still be saved; for text
+        files only that pycrdt can apply them."""
+        if self.is_notebook:
+            return UpdateGuard(doc.ydoc, check_notebook_shape)
+        if isinstance(doc, YUnicode):
+            return UpdateGuard(doc.ydoc)
+        return UpdateGuard(doc.ydoc, whole=_SavableCheck(self))
 
     def load(self, doc: YBaseDoc, content: Any) -> None:
         """Put the contents manager's ``content`` into ``doc``; users cannot undo it."""
         if isinstance(doc, YNotebook):
             load_notebook(doc, content)
             return
+        blob = issubclass(self.document_class, YBlob)
+        if self.format == "base64" and isinstance(content, str) and blob:
+            content = base64.b64decode(content)
         with doc.ydoc.transaction(origin=SERVER_ORIGIN):
             doc.set(content)
             doc.dirty = False
@@ -80,18 +139,83 @@ class DocumentKind:
         """Exactly what saving ``doc`` writes, to tell whether a save is needed."""
         if isinstance(doc, YNotebook):
             return notebook_json(doc)
-        text: str = doc.get()
+        text: str = self.content(doc)
         return text
+
+    def content(self, doc: YBaseDoc) -> Any:
+        """The content of the contents-manager model of ``doc``.
+
+        Raises:
+            UpdateRefused: the document holds something the file's format cannot hold.
+        """
+        if isinstance(doc, YNotebook):
+            return notebook_dict(doc)
+        value = doc.get()
+        if self.format == "base64" and isinstance(value, bytes):
+            return base64.b64encode(value).decode("ascii")
+        if not isinstance(value, str):
+            raise UpdateRefused(
+                f"a {self.format}:{self.type} document must be saved as a string, "
+                f"not {type(value).__name__}"
+            )
+        if self.format == "base64":
+            try:
+                base64.b64decode(value, validate=True)
+            except ValueError as e:
+                raise UpdateRefused(f"not base64: {e}") from e
+        return value
 
     def model(self, doc: YBaseDoc) -> dict[str, Any]:
         """The contents-manager model that saves ``doc``."""
-        content = notebook_dict(doc) if isinstance(doc, YNotebook) else doc.get()
-        return {"type": self.type, "format": self.format, "content": content}
+        return {"type": self.contents_type, "format": self.format, "content": self.content(doc)}
 
 
-NOTEBOOK = DocumentKind("json", "notebook")
-TEXT_FILE = DocumentKind("text", "file")
-KINDS = {(kind.format, kind.type): kind for kind in (NOTEBOOK, TEXT_FILE)}
+class _SavableCheck:
+    """Whether a shadow document can still be saved: its class's ``get()`` works and
+    gives what the file's format holds. Costs a whole read of the document per update,
+    which is fine for the small documents of such kinds (chats, blobs)."""
+
+    def __init__(self, kind: DocumentKind) -> None:
+        self._kind = kind
+        self._shadow: Doc[Any] | None = None
+        self._view: YBaseDoc | None = None
+
+    def __call__(self, shadow: Doc[Any], _touched: Touched, _doc: Doc[Any]) -> None:
+        if self._shadow is not shadow:
+            self._shadow, self._view = shadow, self._kind.document_class(shadow)
+        assert self._view is not None
+        try:
+            self._kind.content(self._view)
+        except UpdateRefused:
+            raise
+        except Exception as e:
+            raise UpdateRefused(f"the document could not be saved after it: {e!r}") from e
+
+
+_kinds: dict[tuple[str, str], DocumentKind] = {}
+
+
+def kind_of(file_format: str, file_type: str) -> DocumentKind | None:
+    """The kind ``{file_format}:{file_type}``, or None if it is not served: a type no
+    installed package registers, or a format its file cannot be read in."""
+    kind = _kinds.get((file_format, file_type))
+    if kind is not None:
+        return kind
+    if file_type == "notebook":
+        if file_format != "json":
+            return None
+    elif file_format not in FILE_FORMATS:
+        return None
+    cls = document_classes().get(file_type) or document_classes(rescan=True).get(file_type)
+    if cls is None:
+        return None
+    kind = _kinds[(file_format, file_type)] = DocumentKind(file_format, file_type, cls)
+    return kind
+
+
+NOTEBOOK = DocumentKind("json", "notebook", YNotebook)
+TEXT_FILE = DocumentKind("text", "file", document_classes().get("file", YUnicode))
+_kinds.update({("json", "notebook"): NOTEBOOK, ("text", "file"): TEXT_FILE})
 
 
 @dataclass(frozen=True)
@@ -111,7 +235,7 @@ def parse_room_name(name: str) -> RoomKey | None:
     parts = name.split(":", 2)
     if len(parts) != 3 or not parts[2]:
         return None
-    kind = KINDS.get((parts[0], parts[1]))
+    kind = kind_of(parts[0], parts[1])
     return RoomKey(kind, parts[2]) if kind is not None else None
 
 

@@ -142,6 +142,15 @@ class UpdateStore:
         rows = self.db.execute("SELECT data FROM updates WHERE doc = ? ORDER BY seq", (doc,))
         return [bytes(row[0]) for row in rows]
 
+    async def history(self, doc: str) -> list[tuple[bytes, float]]:
+        """Every stored update of ``doc`` with the time it was stored, oldest first."""
+        result: list[tuple[bytes, float]] = await self._run(self._history, doc)
+        return result
+
+    def _history(self, doc: str) -> list[tuple[bytes, float]]:
+        rows = self.db.execute("SELECT data, time FROM updates WHERE doc = ? ORDER BY seq", (doc,))
+        return [(bytes(row[0]), float(row[1])) for row in rows]
+
     async def squash(self, doc: str, older_than: float) -> int:
         """Merge the updates of ``doc`` older than ``older_than`` seconds into one.
 
@@ -209,6 +218,23 @@ class UpdateStore:
         with self.db:
             self.db.execute("DELETE FROM updates WHERE doc = ?", (doc,))
             self.db.execute("DELETE FROM saved WHERE doc = ?", (doc,))
+
+    async def forget_file(self, file_id: str) -> None:
+        """Delete everything stored about every room ``{format}:{type}:{file_id}``."""
+        await self._run(self._forget_file, file_id)
+
+    def _forget_file(self, file_id: str) -> None:
+        # Room names end with the file id after the second colon; LIKE would need
+        # escaping, so the names are selected in Python.
+        with self.db:
+            for table in ("updates", "saved"):
+                names = [
+                    name
+                    for (name,) in self.db.execute(f"SELECT DISTINCT doc FROM {table}")
+                    if name.split(":", 2)[-1] == file_id and name.count(":") >= 2
+                ]
+                for name in names:
+                    self.db.execute(f"DELETE FROM {table} WHERE doc = ?", (name,))
 
     # -- what was last saved to disk ------------------------------------------------------
 

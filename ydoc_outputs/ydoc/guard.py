@@ -90,13 +90,18 @@ class UpdateGuard:
 
     Args:
         doc: The room's document.
-        check: Checks the shape of the shadow after an update, or None (text files:
-            only panics are caught).
+        check: Checks the shape of the shadow after an update that changed a notebook's
+            structure, or None (text files: only panics are caught).
+        whole: Checks the shadow after every update (documents with no notebook
+            structure whose content is more than a ``Text``), or None.
     """
 
-    def __init__(self, doc: Doc[Any], check: ShapeCheck | None = None) -> None:
+    def __init__(
+        self, doc: Doc[Any], check: ShapeCheck | None = None, *, whole: ShapeCheck | None = None
+    ) -> None:
         self._doc = doc
         self._check = check
+        self._whole = whole
         self._shadow: Doc[Any] | None = None
         self._subscriptions: list[Any] = []
         self._touched = Touched()
@@ -154,10 +159,11 @@ class UpdateGuard:
         finally:
             self._recording = False
         self.changed_structure = bool(touched.cells or touched.meta)
-        if self._check is None or not self.changed_structure:
+        check = self._check if self.changed_structure else self._whole
+        if check is None:
             return
         try:
-            self._check(shadow, touched, self._doc)
+            check(shadow, touched, self._doc)
         except UpdateRefused:
             # The shadow now holds the refused update, which the room will never have.
             self._shadow = None
