@@ -39,6 +39,7 @@ from .protocol import (
     check_message,
 )
 from .room import DocumentRoom
+from .transient import GLOBAL_AWARENESS, TransientRoom, is_document_room_name
 
 if TYPE_CHECKING:
     from ..app import YdocOutputsApp
@@ -80,7 +81,8 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
     """
 
     _channel: WebsocketChannel | None = None
-    _room: DocumentRoom | None = None
+    _room: DocumentRoom | TransientRoom | None = None
+    _joined: str | None = None
     _serving: asyncio.Task[None] | None = None
 
     def initialize(self) -> None:
@@ -134,18 +136,19 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         super().open()  # keep-alive pings
         session_id = self.get_query_argument("sessionId", None)
         manager = self.room_manager
-        if parse_room_name(room_name) is None:
-            name = close_reason(f"not a notebook or text file room: {room_name}")
+        document = is_document_room_name(room_name)
+        if document and parse_room_name(room_name) is None:
+            name = close_reason(f"not a document type this server knows: {room_name}")
             self.close(CLOSE_BAD_REQUEST, name)
             return
-        if session_id is not None and not await manager.accepts_session(session_id):
+        if document and session_id is not None and not await manager.accepts_session(session_id):
             # The client holds a document from another server process: merging it
             # could duplicate cells, so it must reload (the frontend offers a dialog).
             reason = {"reason": "unknown_session", "sessionId": manager.session_id}
             self.close(CLOSE_RELOAD, json.dumps({**reason, "reloadable": True}))
             return
         try:
-            room = await manager.get_room(room_name)
+            room = await manager.get_any_room(room_name)
         except RoomError as e:
             code = CLOSE_NOT_FOUND if e.status == 404 else CLOSE_BAD_REQUEST
             self.close(code, close_reason(e.message))
@@ -166,8 +169,26 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             budget=self.extension.websocket_budget,
         )
         self._serving = asyncio.ensure_future(self._serve(room, self._channel))
+        self._announce(room, "join")
 
-    async def _serve(self, room: DocumentRoom, channel: WebsocketChannel) -> None:
+    def _announce(self, room: DocumentRoom | TransientRoom, action: str) -> None:
+        """jupyter-server-ydoc's events of a client joining or leaving ``room``."""
+        events = self.room_manager.events
+        if events is None:
+            return
+        if action == "join" and isinstance(room, DocumentRoom):
+            events.session(room.name, "initialize", "New client connected.")
+        if room.name == GLOBAL_AWARENESS:
+            return
+        user = self.current_user
+        username = getattr(user, "username", None) or str(user)
+        if action == "join":
+            self._joined = username
+        elif self._joined is None:
+            return
+        events.awareness(room.name, username, action)
+
+    async def _serve(self, room: DocumentRoom | TransientRoom, channel: WebsocketChannel) -> None:
         try:
             await room.serve(channel)
         except Exception:
@@ -184,6 +205,7 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         finally:
             channel.end(drop=True)
             channel.stop_sending()
+            self._announce(room, "leave")
             self.room_manager.maybe_clean_up(room)
 
     def _refuse(self, code: int, reason: str) -> None:
@@ -255,6 +277,9 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         save_id = reader.var_uint()  # checked by check_message: cannot raise
         if action != "save" or self._room is None:
             return
+        if isinstance(self._room, TransientRoom):
+            await self._reply_save(save_id, "skipped")  # nothing to save
+            return
         try:
             await self._room.autosaver.save_now()
             status = "success"
@@ -263,6 +288,9 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         except Exception:
             log.exception("saving %s failed", self._room.name)
             status = "failed"
+        await self._reply_save(save_id, status)
+
+    async def _reply_save(self, save_id: int, status: str) -> None:
         reply = {"type": "save", "responseTo": save_id, "status": status}
         encoder = Encoder()
         encoder.write_var_uint(RAW_MESSAGE)

@@ -18,10 +18,12 @@ from jupyter_core.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..outputs.reducer import OutputLimits
-from ..store.documents import KINDS, NOTEBOOK, RoomKey, parse_room_name, read_file
+from ..store.documents import RoomKey, parse_room_name, read_file
 from ..store.ystore import UpdateStore
+from .events import CollaborationEvents
 from .room import DocumentRoom, NotebookRoom
 from .sync import AWARENESS_INTERVAL, CACHE_BYTES, AnswerCache
+from .transient import TransientRoom, is_document_room_name
 from .watcher import CLOSE_FILE_DELETED, FileMissing, FileWatcher
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
@@ -60,6 +62,7 @@ class RoomManager:
         sync_cache_bytes: int = CACHE_BYTES,
         record_timing: bool = False,
         awareness_interval: float = AWARENESS_INTERVAL,
+        events: CollaborationEvents | None = None,
     ) -> None:
         self._contents = contents_manager
         self._file_ids = file_id_manager
@@ -69,6 +72,10 @@ class RoomManager:
         #: One id per server process; a client that holds another one must reload.
         self.session_id = str(uuid.uuid4())
         self.rooms: dict[str, DocumentRoom] = {}
+        #: Rooms with no file: awareness rooms and forks, by name.
+        self.transient: dict[str, TransientRoom] = {}
+        #: jupyter-server-ydoc's jupyter events (None: not emitted).
+        self.events = events
         self._opening: dict[str, asyncio.Future[DocumentRoom]] = {}
         self._cleanups: dict[str, asyncio.TimerHandle] = {}
         #: One lock per file saved by this process (a few hundred bytes each): its rooms
@@ -121,12 +128,27 @@ class RoomManager:
         """Parse a room name ``{format}:{type}:{file_id}``; RoomError(400) if not served."""
         key = parse_room_name(name)
         if key is None:
-            raise RoomError(400, f"not the name of a notebook or text file room: {name!r}")
+            raise RoomError(400, f"not the name of a document room of a served kind: {name!r}")
         return key
 
     def path_of(self, file_id: str) -> str | None:
         path: str | None = self._file_ids().get_path(file_id)
         return path
+
+    async def stored_history(self, name: str) -> list[tuple[bytes, float]]:
+        """The stored updates of the room ``name`` and when each was stored, oldest
+        first; the open room's pending updates are stored first."""
+        if self.store is None:
+            return []
+        room = self.rooms.get(name)
+        if room is not None and room.persistence is not None:
+            await room.persistence.flush()
+        await self.start_store()
+        return await self.store.history(name)
+
+    def is_opening(self, name: str) -> bool:
+        """Whether the room ``name`` is being opened (its file is loading)."""
+        return name in self._opening
 
     def room(self, name: str) -> DocumentRoom | None:
         """The open room of that name, if any."""
@@ -139,10 +161,34 @@ class RoomManager:
 
     async def get_notebook_room(self, name: str) -> NotebookRoom:
         """Like :meth:`get_room`; RoomError(400) if ``name`` is not a notebook's room."""
-        if self.parse(name).kind is not NOTEBOOK:
+        if not self.parse(name).kind.is_notebook:
             raise RoomError(400, f"not a notebook: {name!r}")
         room = await self.get_room(name)
         assert isinstance(room, NotebookRoom)
+        return room
+
+    async def get_any_room(self, name: str) -> DocumentRoom | TransientRoom:
+        """The room ``name``: a file's room (see :meth:`get_room`), or a transient
+        room, which a name without two colons names (opened if needed)."""
+        if is_document_room_name(name):
+            return await self.get_room(name)
+        room = self.transient.get(name)
+        if room is None:
+            room = self.transient[name] = TransientRoom(
+                name, awareness_interval=self.awareness_interval
+            )
+        return room
+
+    def add_transient(self, room: TransientRoom) -> None:
+        """Serve ``room`` (a fork) under its name."""
+        self.transient[room.name] = room
+
+    async def remove_transient(self, name: str) -> TransientRoom | None:
+        """Stop and forget the transient room ``name`` (its clients are closed)."""
+        room = self.transient.pop(name, None)
+        if room is not None:
+            room.close_clients(1000, "the room was deleted")
+            await room.stop()
         return room
 
     async def get_room(self, name: str) -> DocumentRoom:
@@ -166,7 +212,7 @@ class RoomManager:
         kind = key.kind
         try:
             model = await read_file(
-                self._contents, path, content=True, type=kind.type, format=kind.format,
+                self._contents, path, content=True, type=kind.contents_type, format=kind.format,
                 require_hash=True,
             )  # fmt: skip
         except HTTPError as e:
@@ -186,7 +232,7 @@ class RoomManager:
             "awareness_interval": self.awareness_interval,
         }
         room: DocumentRoom
-        if kind is NOTEBOOK:
+        if kind.is_notebook:
             room = NotebookRoom(
                 key,
                 self._save,
@@ -206,6 +252,10 @@ class RoomManager:
             await store.set_saved(name, file_hash)
         self.rooms[name] = room
         log.info("opened room %s for %s", name, path)
+        if self.events is not None:
+            source = f"the store {type(store).__name__}" if room.restored else "disk"
+            self.events.session(name, "load", f"Content loaded from {source}.", path=path)
+            self.events.session(name, "initialize", "Room initialized", path=path)
         return room
 
     async def _save(self, room: DocumentRoom) -> str | None:
@@ -267,6 +317,8 @@ class RoomManager:
         room.saw_file(saved)
         if self.store is not None and file_hash is not None:
             await self.store.set_saved(room.name, file_hash)
+        if self.events is not None:
+            self.events.session(room.name, "save", "Content saved.", path=path)
         return file_hash
 
     def hold(self, room: DocumentRoom) -> None:
@@ -279,8 +331,14 @@ class RoomManager:
         room.busy = max(0, room.busy - 1)
         self.maybe_clean_up(room)
 
-    def maybe_clean_up(self, room: DocumentRoom) -> None:
+    def maybe_clean_up(self, room: DocumentRoom | TransientRoom) -> None:
         """Schedule closing ``room`` if nobody needs it any more."""
+        if isinstance(room, TransientRoom):
+            # Nothing to save: an awareness room goes with its last client.
+            if not room.clients and not room.pinned and self.transient.get(room.name) is room:
+                del self.transient[room.name]
+                self._start(room.stop())
+            return
         if room.clients or room.busy or room.name in self._cleanups:
             return
         if self.rooms.get(room.name) is not room:
@@ -294,7 +352,10 @@ class RoomManager:
             handle.cancel()
 
     def _start_clean_up(self, room: DocumentRoom) -> None:
-        task = asyncio.ensure_future(self._clean_up(room))
+        self._start(self._clean_up(room))
+
+    def _start(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -304,7 +365,12 @@ class RoomManager:
             return
         del self.rooms[room.name]
         log.info("closing room %s", room.name)
+        path = self.path_of(room.key.file_id) or ""
         await room.stop()
+        if self.events is not None:
+            self.events.session(room.name, "clean", "Room deleted.", path=path)
+            if not any(r.key.file_id == room.key.file_id for r in self.rooms.values()):
+                self.events.session(room.name, "clean", "Loader deleted.", path=path)
 
     async def close_deleted(self, room: DocumentRoom) -> None:
         """End the room of a deleted file, without saving it back to life."""
@@ -318,8 +384,7 @@ class RoomManager:
         await room.stop()
         if self.store is not None:
             # Every room of the file: its other views are gone with it.
-            for kind in KINDS.values():
-                await self.store.forget(RoomKey(kind, room.key.file_id).name)
+            await self.store.forget_file(room.key.file_id)
 
     async def stop(self) -> None:
         """Save and close every room (server shutdown)."""
@@ -329,5 +394,8 @@ class RoomManager:
         rooms, self.rooms = list(self.rooms.values()), {}
         for room in rooms:
             await room.stop()
+        transient, self.transient = list(self.transient.values()), {}
+        for other in transient:
+            await other.stop()
         if self.store is not None and self._store_started is not None:
             await self.store.stop()

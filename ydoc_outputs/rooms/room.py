@@ -12,6 +12,7 @@ from typing import Any
 
 from jupyter_ydoc import YNotebook
 from jupyter_ydoc.ybasedoc import YBaseDoc
+from pycrdt import Doc
 
 from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
@@ -96,6 +97,27 @@ class DocumentRoom:
     @property
     def clients(self) -> set[Client]:
         return self.sync.clients
+
+    # jupyter-server-ydoc's names, which extensions use (see ydoc_outputs.collaboration).
+    @property
+    def room_id(self) -> str:
+        return self.key.name
+
+    @property
+    def ydoc(self) -> Doc[Any]:
+        return self.doc.ydoc
+
+    @property
+    def _document(self) -> YBaseDoc:
+        return self.doc
+
+    @property
+    def file_format(self) -> str:
+        return self.key.kind.format
+
+    @property
+    def file_type(self) -> str:
+        return self.key.kind.type
 
     async def start(self, content: Any, path: str, disk_is_ours: bool) -> None:
         """Load the file at ``path`` (``content``, from the contents manager); start serving.

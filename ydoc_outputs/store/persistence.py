@@ -142,6 +142,12 @@ class RoomPersistence:
             except Exception:
                 log.exception("could not store %d updates of %s", len(batch), self._doc_id)
 
+    async def flush(self) -> None:
+        """Store every update received so far."""
+        if self._flushing is not None:
+            await self._flushing
+        await self._flush()
+
     async def stop(self, squash_older_than: float | None) -> None:
         """Store what is pending, then squash history older than ``squash_older_than`` s."""
         if self._subscription is not None:
