@@ -75,9 +75,12 @@ async def test_client_of_another_server_session_is_told_to_reload(server: Server
     [
         ("json:notebook:no-such-file-id", 4404),
         ("text:file:no-such-file-id", 4404),
-        ("base64:blob:abc", 4400),
+        ("base64:blob:no-such-file-id", 4404),
+        ("text:no-such-type:abc", 4400),
+        ("json:file:abc", 4400),  # json is a notebook's format only
+        ("text:notebook:abc", 4400),
+        ("text:directory:abc", 4400),
         ("json:notebook:", 4400),
-        ("garbage", 4400),
     ],
 )
 async def test_bad_rooms_are_closed_with_a_code(server: Server, session: Session, room, code):
@@ -252,26 +255,36 @@ async def test_text_files_are_shared_and_saved(server: Server, session: Session)
     await a.disconnect()
     await b.disconnect()
     unsupported = await session.http.put(
-        "/api/collaboration/session/script.py", json={"format": "base64", "type": "blob"}
+        "/api/collaboration/session/script.py", json={"format": "text", "type": "no-such-type"}
     )
     assert unsupported.status_code == 400
     assert "unsupported" in unsupported.json()["message"]
 
 
 @pytest.mark.parametrize(
-    ("method", "url"),
+    ("method", "url", "body", "status"),
     [
-        ("GET", "/api/collaboration/timeline/x.ipynb?format=json&type=notebook"),
-        ("PUT", "/api/collaboration/fork/json:notebook:abc"),
-        ("PUT", "/api/collaboration/undo_redo/json:notebook:abc"),
+        ("GET", "/api/collaboration/timeline/x.ipynb?format=json&type=notebook", None, 404),
+        ("GET", "/api/collaboration/timeline/x.ipynb?format=json", None, 400),
+        ("GET", "/api/collaboration/timeline/x.ipynb?format=text&type=nope", None, 404),
+        ("PUT", "/api/collaboration/fork/json:notebook:no-such-file-id", b"{}", 404),
+        ("PUT", "/api/collaboration/fork/no-such-room", b"{}", 404),
+        ("PUT", "/api/collaboration/fork/json:notebook:abc", b"[1]", 400),
+        ("PUT", "/api/collaboration/fork/json:notebook:abc", b"{" * 70_000, 413),
+        ("DELETE", "/api/collaboration/fork/no-such-fork?merge=true", None, 404),
+        ("PUT", "/api/collaboration/undo_redo/json:notebook:abc?action=undo", b"", 400),
+        ("PUT", "/api/collaboration/undo_redo/x?action=undo&steps=a&forkRoom=f", b"", 400),
+        ("PUT", "/api/collaboration/undo_redo/x?action=jump&steps=1&forkRoom=f", b"", 400),
+        ("PUT", "/api/collaboration/undo_redo/x?action=undo&steps=1&forkRoom=f", b"", 404),
     ],
 )
-async def test_unimplemented_collaboration_features_answer_501(
-    server: Server, session: Session, method: str, url: str
+async def test_bad_fork_and_timeline_requests_get_a_json_error(
+    server: Server, session: Session, method: str, url: str, body: bytes | None, status: int
 ):
-    r = await session.http.request(method, url, content=b"{}")
-    assert r.status_code == 501
-    assert "not implement" in r.json()["message"]
+    r = await session.http.request(method, url, content=body)
+    assert r.status_code == status, r.text
+    assert r.json()["message"]
+    assert server.proc.poll() is None
 
 
 async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, session: Session):

@@ -12,17 +12,20 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Bool, Float, Int, Unicode
 
+from .collaboration import CollaborationAPI, stand_in_for_jupyter_server_ydoc
 from .collector import freeze_long_lived
 from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
+from .handlers.fork import ForkHandler, TimelineHandler, UndoRedoHandler
 from .handlers.output import OutputHandler
-from .handlers.unsupported import UnsupportedHandler
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
 from .kernels.websocket import QuestionsConnection
 from .outputs.reducer import OutputLimits
 from .rooms.budget import ConnectionCounter, PendingBudget
+from .rooms.events import CollaborationEvents
+from .rooms.forks import Forks
 from .rooms.handlers import RoomWebsocketHandler
 from .rooms.limits import WebsocketLimits
 from .rooms.manager import RoomManager
@@ -257,11 +260,45 @@ class YdocOutputsApp(ExtensionApp):
         "execute request, so the server has its own: turn both on together.",
     )
 
+    # jupyter_server_ydoc's names (c.YDocExtension.*), also accepted here, each mapped
+    # onto ours with a warning (legacy_config.py; docs/configuration.md).
+    disable_rtc = Bool(
+        None,
+        allow_none=True,
+        config=True,
+        help="True: pages open notebooks without collaboration (page config disableRTC), "
+        "so they run cells themselves and output is not written on the server.",
+    )
+    document_cleanup_delay = Float(
+        None, allow_none=True, config=True, help="Old name of room_cleanup_delay (None: inf)."
+    )
+    document_save_delay = Float(
+        None, allow_none=True, config=True, help="Old name of autosave_delay (None: inf)."
+    )
+    file_stop_poll_on_errors_after = Float(
+        None, allow_none=True, config=True, help="Ignored: the file watcher keeps checking."
+    )
+    server_side_execution = Bool(
+        None, allow_none=True, config=True, help="Ignored: cells always run on the server."
+    )
+
     room_manager: RoomManager
+    forks: Forks
     execution: ExecutionService
     websocket_limits: WebsocketLimits
     websocket_budget: PendingBudget
     websocket_connections: ConnectionCounter
+
+    def initialize(self) -> None:  # type: ignore[override]
+        from .legacy_config import apply_legacy_settings
+        from .takeover import take_charge, undo_rivals
+
+        # Before our settings are made: old settings applied, rivals' replacements undone.
+        page_config = apply_legacy_settings(self, self.log)
+        undo_rivals(self)
+        super().initialize()  # type: ignore[no-untyped-call]
+        # Our routes first, whatever loaded before; the stock frontend kept in the page.
+        take_charge(self, page_config)
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -271,6 +308,10 @@ class YdocOutputsApp(ExtensionApp):
         # files reloaded from disk, would go nowhere).
         logging.getLogger(__package__).parent = serverapp.log
         data_dir = Path(jupyter_data_dir()) / "ydoc_outputs"
+        events = CollaborationEvents(
+            getattr(serverapp, "event_logger", None),
+            lambda file_id: self.settings["file_id_manager"].get_path(file_id),
+        )
         self.room_manager = RoomManager(
             serverapp.contents_manager,
             lambda: self.settings["file_id_manager"],
@@ -288,8 +329,10 @@ class YdocOutputsApp(ExtensionApp):
             sync_cache_bytes=self.sync_cache_bytes,
             awareness_interval=self.awareness_interval,
             record_timing=self.record_timing,
+            events=events,
         )
         self.room_manager.hold_renames_for_saves()
+        self.forks = Forks(self.room_manager)
         self.execution = ExecutionService(
             serverapp.kernel_manager,
             self.room_manager,
@@ -309,6 +352,8 @@ class YdocOutputsApp(ExtensionApp):
         self.websocket_budget = PendingBudget(self.websocket_max_total_pending_bytes)
         self.websocket_connections = ConnectionCounter(self.websocket_max_connections_per_user)
         self.settings["ydoc_outputs"] = self
+        # jupyter-server-ydoc's API, for the extensions built on it.
+        self.settings["jupyter_server_ydoc"] = CollaborationAPI(self)
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(
                 "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",
@@ -329,6 +374,12 @@ class YdocOutputsApp(ExtensionApp):
                     settings.get("kernel_websocket_connection_class"),
                 )
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # Before any extension loads: those that look for jupyter_server_ydoc by name
+        # (jupyterlab-chat) find it enabled, and this extension serving it.
+        stand_in_for_jupyter_server_ydoc(serverapp)
+
     def _output_url(self, document_id: str, cell_id: str) -> str:
         """The URL of a cell's whole output (see OutputHandler)."""
         assert self.serverapp is not None
@@ -345,11 +396,17 @@ class YdocOutputsApp(ExtensionApp):
                 (rf"/api/kernels/{_kernel_id}/execute", ExecuteHandler),
                 (r"/api/ydoc-outputs/export/(.*)", ExportHandler),
                 (r"/api/ydoc-outputs/output/([^/]+)/([^/]+)", OutputHandler),
-                (r"/api/collaboration/(timeline|fork|undo_redo)(/.*)?", UnsupportedHandler),
+                (r"/api/collaboration/fork/(.*)", ForkHandler),
+                (r"/api/collaboration/timeline/(.*)", TimelineHandler),
+                (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler),
             ]
         )
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        from .takeover import own_handlers, take_over_routes
+
+        # Again, for routes another extension added after ours were (none logs nothing).
+        take_over_routes(serverapp.web_app, serverapp.base_url, own_handlers(self), self.log)
         if self.skip_unwritten_log_levels:
             level = skip_unwritten_levels(serverapp.log)
             if level is not None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tornado.httputil import HTTPHeaders, HTTPServerRequest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from tornado.routing import Rule, RuleRouter
 from tornado.web import ErrorHandler
 from traitlets.utils.importstring import import_item
@@ -95,7 +95,8 @@ def route_owners(web_app: Any, base_url: str) -> dict[str, type]:
     owners: dict[str, type] = {}
     for route, (method, path) in probe_paths(base_url).items():
         request = HTTPServerRequest(
-            method=method, uri=path, headers=HTTPHeaders({"Host": "localhost"})
+            start_line=RequestStartLine(method, path, "HTTP/1.1"),
+            headers=HTTPHeaders({"Host": "localhost"}),
         )
         delegate = web_app.find_handler(request)
         owners[route] = delegate.handler_class
