@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import logging
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -40,6 +41,8 @@ __all__ = [
     "without_undo_history",
 ]
 
+
+log = logging.getLogger(__name__)
 
 #: The only origin the undo managers of the server's documents record: none uses it.
 _NEVER_UNDONE = object()
@@ -82,7 +85,8 @@ def document_classes(rescan: bool = False) -> dict[str, type[YBaseDoc]]:
                 continue
             try:
                 loaded = ep.load()
-            except Exception:
+            except Exception as e:
+                log.warning("the jupyter_ydoc entry point %s cannot be loaded: %r", ep.name, e)
                 continue
             if isinstance(loaded, type) and issubclass(loaded, YBaseDoc):
                 _classes[ep.name] = loaded
@@ -151,7 +155,7 @@ class DocumentKind:
         if isinstance(doc, YNotebook):
             return notebook_dict(doc)
         value = doc.get()
-        if self.format == "base64" and isinstance(value, bytes):
+        if self.format == "base64" and isinstance(value, bytes | bytearray):
             return base64.b64encode(value).decode("ascii")
         if not isinstance(value, str):
             raise UpdateRefused(
