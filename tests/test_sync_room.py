@@ -249,3 +249,52 @@ async def test_with_no_interval_each_update_goes_out_at_once() -> None:
         await serving[1]
     finally:
         room.stop()
+
+
+async def test_a_rooms_awareness_holds_the_clients_and_publishes_the_servers() -> None:
+    """A document room's pycrdt ``Awareness`` (its document's ``awareness``, as
+    jupyter-server-ydoc gives it to extensions): the clients' states reach it, and a
+    state an extension sets on it, under a client id of its own as jupyter-ai's personas
+    do, reaches every client, and goes when the extension removes it."""
+    from jupyter_ydoc import YUnicode
+
+    from ydoc_outputs.rooms.room import DocumentRoom
+    from ydoc_outputs.store.documents import TEXT_FILE, RoomKey
+
+    async def save(_room: DocumentRoom) -> None:
+        return None
+
+    room = DocumentRoom(RoomKey(TEXT_FILE, "f"), save, autosave_delay=60, awareness_interval=0)
+    room.sync.start()
+    assert isinstance(room.doc, YUnicode) and room.doc.awareness is room.awareness
+    a = Connection()
+    serving = asyncio.ensure_future(room.serve(a))
+    try:
+        await asyncio.sleep(0)
+        a.inbox.put_nowait(hello(7, 1))
+        await until(lambda: room.awareness.states.get(7) == {"n": 1})
+
+        persona = room.awareness
+        own = persona.client_id
+        persona.client_id = 4242  # a client id of the extension's own
+        try:
+            # As PersonaAwareness does: an empty state (clock 0, which browsers ignore
+            # from a client they do not know), then its user (clock 1).
+            persona.set_local_state({})
+            persona.set_local_state_field("user", {"name": "Jupyternaut"})
+        finally:
+            persona.client_id = own
+        await until(lambda: any(4242 in [e[0] for e in u] for u in a.awareness()))
+        entry = [e for u in a.awareness() for e in u if e[0] == 4242][-1]
+        assert entry[2] == '{"user":{"name":"Jupyternaut"}}'
+
+        persona.client_id = 4242
+        try:
+            persona.set_local_state(None)
+        finally:
+            persona.client_id = own
+        await until(lambda: [e for u in a.awareness() for e in u if e[0] == 4242][-1][2] == "null")
+    finally:
+        a.inbox.put_nowait(None)
+        await serving
+        room.sync.stop()

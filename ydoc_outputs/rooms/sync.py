@@ -19,6 +19,7 @@ client gets the current states at once; a closed connection's states are removed
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +38,7 @@ from pycrdt import (
     merge_updates,
 )
 
-from .awareness import AwarenessStates, decode_message, encode_message
+from .awareness import AwarenessStates, decode_message, decode_update, encode_message, encode_update
 from .protocol import CLOSE_TOO_MANY
 
 __all__ = ["AWARENESS_INTERVAL", "AnswerCache", "Client", "SyncRoom"]
@@ -60,6 +61,12 @@ AWARENESS_INTERVAL = 0.1
 #: Live awareness states one connection may hold in its room: a page sends its own
 #: (one), and the room keeps each until its sender's connection closes.
 MAX_AWARENESS_STATES = 32
+
+#: The sender of the awareness states the server itself publishes (an extension's
+#: presence, such as jupyter-ai's personas in a chat).
+_SERVER = object()
+
+log = logging.getLogger(__name__)
 
 
 class Client(Protocol):
@@ -142,11 +149,19 @@ class SyncRoom:
         self._tail: list[bytes] = []
         self._tail_bytes = 0
         self._tail_message: bytes | None = None
-        self._awareness: AwarenessStates[Client] = AwarenessStates()
+        self._awareness: AwarenessStates[Any] = AwarenessStates()
         self._awareness_interval = awareness_interval
         self._awareness_timer: asyncio.TimerHandle | None = None
         #: When the last awareness update went out (the event loop's clock).
         self._awareness_sent_at = -math.inf
+        #: Called with each awareness update sent to the clients (an encoded update).
+        self.on_awareness: Callable[[bytes], None] | None = None
+
+    def publish_awareness(self, update: bytes) -> None:
+        """Send the server's own awareness states (an encoded awareness update) to the
+        clients, merged as theirs are; they stay until replaced or removed."""
+        if self._awareness.apply(decode_update(update), _SERVER):
+            self._awareness_changed()
 
     def start(self, state: bytes | None = None) -> None:
         """Broadcast every transaction from now on. ``state``: the whole document, just
@@ -241,6 +256,11 @@ class SyncRoom:
         message = encode_message(changes)
         for client in tuple(self.clients):
             client.send_nowait(message)
+        if self.on_awareness is not None:
+            try:
+                self.on_awareness(encode_update(changes))
+            except Exception:
+                log.exception("an awareness observer failed")
 
     def _whole_document(self) -> list[bytes]:
         """The messages that give a fresh client the whole document: sync step 2 of the
