@@ -83,7 +83,11 @@ def typed_server(tmp_path_factory: pytest.TempPathFactory, site: Path) -> Iterat
     srv = Server(
         tmp_path_factory.mktemp("typed"),
         tmp_path_factory.mktemp("typed-home"),
-        ["--YdocOutputsApp.room_cleanup_delay=0.5", "--YdocOutputsApp.autosave_delay=0.1"],
+        [
+            "--YdocOutputsApp.room_cleanup_delay=0.5",
+            "--YdocOutputsApp.autosave_delay=0.1",
+            "--YdocOutputsApp.file_poll_interval=0.1",
+        ],
         env={"PYTHONPATH": str(site)},
     )
     yield srv
@@ -243,3 +247,50 @@ async def test_global_awareness_room_shares_who_is_online(typed: Session):
     await a.wait_for(lambda: names(a) == {"Ada"})
     assert a.close_code is None  # never refused: an idle tab has nothing to reconnect for
     await a.disconnect()
+
+
+async def test_a_file_its_kind_would_save_with_less_is_not_opened_as_that_kind(typed: Session):
+    """A notebook opened as a chat would be saved back as an empty chat at the first
+    edit: refused (4400) before anything loads, and the file is untouched. A chat written
+    by hand, without the keys jupyterlab-chat adds, opens: saving only adds them."""
+    from jupyterlab_chat.ychat import YChat
+
+    root = typed.server.root
+    notebook = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    (root / "precious.ipynb").write_text(notebook)
+    client = YClient(await room_url(typed, "precious.ipynb", "text", "chat"), YChat())
+    await client.connect(wait_synced=False)
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.close_code == 4400
+    assert "would lose" in (client.close_reason or "")
+    assert (root / "precious.ipynb").read_text() == notebook
+
+    message = {"type": "msg", "body": "hi", "id": "1", "time": 1, "sender": "u", "raw_time": False}
+    (root / "hand.chat").write_text(json.dumps({"messages": [message], "users": {}}))
+    chat = YClient(await room_url(typed, "hand.chat", "text", "chat"), YChat())
+    await chat.connect()
+    assert [m.body for m in chat.document.get_messages()] == ["hi"]
+    await chat.disconnect()
+
+
+async def test_a_file_changed_into_what_its_room_would_lose_is_not_saved_over(typed: Session):
+    """Another program rewrote a shapes file as something else: the room keeps its
+    document and does not write it over the file, even after an edit."""
+    from ydoc_shapes import YShapes
+
+    root = typed.server.root
+    (root / "moved.shapes").write_text(json.dumps({"objects": {"box": {"w": 1}}}))
+    url = await room_url(typed, "moved.shapes", "text", "shapes")
+    client = YClient(url, YShapes())
+    await client.connect()
+    other = json.dumps({"cells": [], "objects": {}})  # "cells" would be lost
+    (root / "moved.shapes").write_text(other)
+    for _ in range(100):  # the watcher checks every 0.1 s here
+        if "moved.shapes changed into something" in typed.server.log():
+            break
+        await asyncio.sleep(0.05)
+    assert "would not save back whole" in typed.server.log()
+    client.document.ydoc.get("objects", type=Map)["ball"] = Map({"r": 2})
+    await asyncio.sleep(1)  # ten autosave delays: none may write
+    assert (root / "moved.shapes").read_text() == other
+    await client.disconnect()

@@ -138,6 +138,14 @@ class FileWatcher:
                 path, room.name, e.log_message,
             )  # fmt: skip
             raise FileUnreadable(path) from e
+        if not kind.keeps(model["content"]):
+            room.unreadable_stamp = stamp
+            log.warning(
+                "%s changed into something %s would not save back whole: the room keeps its "
+                "document and does not save over the file until it can be loaded again",
+                path, room.name,
+            )  # fmt: skip
+            raise FileUnreadable(path)
         log.info("%s changed on disk: reloading it into %s", path, room.name)
         if self._manager.events is not None:
             self._manager.events.session(

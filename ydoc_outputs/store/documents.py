@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -169,9 +170,54 @@ class DocumentKind:
                 raise UpdateRefused(f"not base64: {e}") from e
         return value
 
+    def keeps(self, content: Any) -> bool:
+        """Whether a document of this kind loaded from ``content`` saves it back with
+        nothing lost: the same text, or JSON holding every value the file held (a kind
+        may add defaults, such as a chat's empty ``attachments``). An empty file is kept
+        whatever it becomes (a new file).
+
+        A room must not open a file its kind would rewrite with less in it: a notebook
+        opened as a chat would be saved as an empty chat at the first edit. Texts and
+        blobs round-trip by construction; notebooks have their own checks on load.
+        """
+        if self.is_notebook or issubclass(self.document_class, YUnicode | YBlob):
+            return True
+        if not content:
+            return True
+        try:
+            doc = self.new_document()
+            self.load(doc, content)
+            saved = self.content(doc)
+        except Exception:
+            return False
+        if saved == content:
+            return True
+        try:
+            return _preserves(json.loads(content), json.loads(saved))
+        except (ValueError, RecursionError):
+            return False
+
     def model(self, doc: YBaseDoc) -> dict[str, Any]:
         """The contents-manager model that saves ``doc``."""
         return {"type": self.contents_type, "format": self.format, "content": self.content(doc)}
+
+
+def _preserves(original: Any, saved: Any) -> bool:
+    """Whether the JSON value ``saved`` holds everything ``original`` held: the same
+    scalars, lists of the same length holding their items, objects holding every key."""
+    if isinstance(original, dict):
+        return isinstance(saved, dict) and all(
+            key in saved and _preserves(value, saved[key]) for key, value in original.items()
+        )
+    if isinstance(original, list):
+        return (
+            isinstance(saved, list)
+            and len(saved) == len(original)
+            and all(_preserves(a, b) for a, b in zip(original, saved, strict=True))
+        )
+    if isinstance(original, bool) or isinstance(saved, bool):
+        return original is saved  # true is not 1
+    return bool(original == saved)  # 1 is 1.0: a kind may store numbers as floats
 
 
 class _SavableCheck:
