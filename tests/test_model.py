@@ -2,8 +2,9 @@
 truncate or corrupt it, or leave a room that can no longer be saved.
 
 Each step is one action of a careless or hostile user, against a real server: open and
-close rooms of every kind the session endpoint accepts on the file (a notebook, and the
-notebook as text: "Open With → Editor"); valid and invalid edits, among them every
+close rooms of every kind the session endpoint accepts on the file (a notebook, the
+notebook as text: "Open With → Editor", and as a jupyterlab-chat document, which is
+refused unless the file holds what a chat keeps whole); valid and invalid edits, among them every
 top-level key of the notebook schema set to a wrong type; saves (Ctrl+S); another
 program rewriting the file; renames; exports; a server restart or crash. After every
 step, the file is a valid notebook, or exactly a text that a text room's client held
@@ -149,6 +150,35 @@ class Walk:
             assert self.disk_text() in self.texts, self.context()
             await client.disconnect()
             return None
+
+    async def peek_as_chat(self) -> None:
+        """Open the file as a jupyterlab-chat document, and close it at once.
+
+        A chat room on a notebook would save an empty chat over it at the first edit:
+        it is refused (4400), unless the file holds what a chat keeps whole (an empty text
+        a text room saved, say). Refused or not, the file stays as it was.
+        """
+        from jupyterlab_chat.ychat import YChat
+
+        r = await self.http.put(
+            f"/api/collaboration/session/{self.path}", json={"format": "text", "type": "chat"}
+        )
+        assert r.status_code in (200, 201), f"{self.context()}: {r.status_code} {r.text}"
+        info = r.json()
+        url = self.server.ws_url(f"text:chat:{info['fileId']}", info["sessionId"])
+        client = YClient(url, YChat())
+        before = self.disk_text()
+        await client.connect(wait_synced=False)
+        await asyncio.wait(
+            [asyncio.ensure_future(client.synced.wait()),
+             asyncio.ensure_future(client.closed.wait())],
+            timeout=30, return_when=asyncio.FIRST_COMPLETED,
+        )  # fmt: skip
+        if client.closed.is_set():
+            assert client.close_code == 4400, f"{self.context()}: {client.close_code}"
+        else:
+            assert before.strip() == "" or before in self.texts, self.context()
+        await client.disconnect()
 
     async def close_room(self) -> None:
         client = self.rng.choice(self.clients)
@@ -305,6 +335,7 @@ class Walk:
         actions = [
             (8, "open notebook", lambda: self.open_room("notebook"), lambda: True),
             (5, "open text", lambda: self.open_room("text"), lambda: True),
+            (2, "peek as chat", self.peek_as_chat, lambda: True),
             (6, "close", self.close_room, lambda: bool(self.clients)),
             (30, "edit notebook", self.edit_notebook, lambda: bool(self.clients_of(YNotebook))),
             (6, "break notebook", self.break_notebook, lambda: bool(self.clients_of(YNotebook))),
