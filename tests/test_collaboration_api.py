@@ -164,14 +164,6 @@ AGENT_SOURCE = "print('added by the agent')"
 
 def _tool_modes() -> list[Any]:
     real_reason = "jupyter-ai-tools is not installed"
-    xfail_jsd = pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "jupyter-ai-tools 0.7 takes jupyter_server_documents' API "
-            '(settings["yroom_manager"]) whenever that package is importable, although '
-            "ydoc_outputs disables it and serves jupyter_server_ydoc's API: KeyError"
-        ),
-    )
     return [
         pytest.param({"mimic": True}, id="same-calls"),
         pytest.param(
@@ -185,7 +177,6 @@ def _tool_modes() -> list[Any]:
             marks=[
                 pytest.mark.skipif(not AI_TOOLS, reason=real_reason),
                 pytest.mark.skipif(not JSD_INSTALLED, reason="no jupyter_server_documents"),
-                xfail_jsd,
             ],
         ),
     ]
@@ -195,7 +186,7 @@ def _tool_modes() -> list[Any]:
 async def test_ai_notebook_tools_read_and_add_a_cell_with_no_browser(
     probe_server: Server, probe_session: Session, probe: Probe, mode: dict[str, Any]
 ) -> None:
-    name = f"agent-{len(mode)}-{'-'.join(map(str, mode.values()))}.ipynb"
+    name = "agent-" + "-".join(f"{key}-{value}" for key, value in mode.items()) + ".ipynb"
     path, md, code = write_mixed_notebook(probe_server.root, name, "x = 1")
     on_disk = json.loads((probe_server.root / path).read_text())
 

@@ -139,14 +139,6 @@ async def test_a_fork_taken_mid_run_and_merged_after_it_keeps_the_runs_outputs_o
 # -- timeline --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "timestamps is always []: Forks.timeline (ydoc_outputs/rooms/forks.py) keeps "
-        "document.undo_manager.undo_stack once, but pycrdt's property returns a new list "
-        "on every read, so its length never grows while the history is replayed"
-    ),
-)
 async def test_timeline_steps_the_pages_document_back_and_forth_then_restores(
     probe_server: Server, probe_session: Session, probe: Probe
 ) -> None:

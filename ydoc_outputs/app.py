@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,11 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Bool, Float, Int, Unicode
 
-from .collaboration import CollaborationAPI, stand_in_for_jupyter_server_ydoc
+from .collaboration import (
+    CollaborationAPI,
+    DocumentsRoomsView,
+    stand_in_for_jupyter_server_ydoc,
+)
 from .collector import freeze_long_lived
 from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
@@ -352,8 +357,12 @@ class YdocOutputsApp(ExtensionApp):
         self.websocket_budget = PendingBudget(self.websocket_max_total_pending_bytes)
         self.websocket_connections = ConnectionCounter(self.websocket_max_connections_per_user)
         self.settings["ydoc_outputs"] = self
-        # jupyter-server-ydoc's API, for the extensions built on it.
+        # jupyter-server-ydoc's API, for the extensions built on it; and the room lookups
+        # of jupyter_server_documents for tools that take its API whenever it can be
+        # imported, enabled or not.
         self.settings["jupyter_server_ydoc"] = CollaborationAPI(self)
+        if importlib.util.find_spec("jupyter_server_documents") is not None:
+            self.settings["yroom_manager"] = DocumentsRoomsView(self.room_manager)
         if self.batched_activity_watch and not activity.install(serverapp.kernel_manager):
             self.log.info(
                 "ydoc_outputs: the kernel manager %s watches activity its own way; left as is",

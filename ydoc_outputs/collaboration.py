@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.manager import ExtensionPackage
 from jupyter_ydoc.ybasedoc import YBaseDoc
-from pycrdt import Doc
+from pycrdt import Awareness, Doc
 from tornado.web import HTTPError
 
 from .rooms.manager import RoomError, RoomManager
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROVIDED_EXTENSION",
     "CollaborationAPI",
+    "DocumentsRoomsView",
     "RoomNotFound",
     "RoomsView",
     "stand_in_for_jupyter_server_ydoc",
@@ -93,6 +94,38 @@ class RoomsView:
 
     async def stop(self) -> None:
         """Nothing to stop here: the rooms close with the server."""
+
+
+class DocumentsRoomsView:
+    """``settings["yroom_manager"]``: the room lookups of jupyter_server_documents, the
+    other collaboration server, which tools choose whenever that package can be imported,
+    enabled or not (jupyter-ai-tools 0.7; jupyter-ai 3.0 and 3.1 install it). Set only
+    where it can be imported; ydoc_outputs disables it and serves its rooms."""
+
+    def __init__(self, manager: RoomManager) -> None:
+        self._manager = manager
+
+    def has_room(self, room_id: str) -> bool:
+        return room_id in self._manager.rooms or room_id in self._manager.transient
+
+    def get_room(self, room_id: str) -> DocumentsRoomView | None:
+        room = self._manager.room(room_id) or self._manager.transient.get(room_id)
+        return DocumentsRoomView(room) if room is not None else None
+
+
+class DocumentsRoomView:
+    """A room as jupyter_server_documents' ``YRoom`` offers it to tools."""
+
+    def __init__(self, room: DocumentRoom | TransientRoom) -> None:
+        self._room = room
+        self.room_id = room.name
+
+    async def get_jupyter_ydoc(self) -> YBaseDoc | None:
+        room = self._room
+        return room.doc if isinstance(room, DocumentRoom) else room.document
+
+    def get_awareness(self) -> Awareness:
+        return self._room.awareness
 
 
 class CollaborationAPI:

@@ -161,12 +161,12 @@ class Forks:
         name = uuid.uuid4().hex
         ydoc: Doc[Any] = Doc()
         document = _recording_document(room.key.kind, ydoc)
-        stack = document.undo_manager.undo_stack
+        manager = document.undo_manager  # its undo_stack is a new list at each read
         timestamps: list[float] = []
         for update, timestamp in history:
-            before = len(stack)
+            before = len(manager.undo_stack)
             ydoc.apply_update(update)
-            if len(stack) > before:
+            if len(manager.undo_stack) > before:
                 timestamps.append(timestamp)
         timeline = self.timelines[name] = Timeline(room.name, document, timestamps)
         self._manager.add_transient(

@@ -12,7 +12,7 @@ from typing import Any
 
 from jupyter_ydoc import YNotebook
 from jupyter_ydoc.ybasedoc import YBaseDoc
-from pycrdt import Awareness, Doc
+from pycrdt import Doc
 
 from ..outputs.ops import KernelMessage, OutputDict
 from ..outputs.reducer import OutputLimits, OutputReducer
@@ -88,24 +88,9 @@ class DocumentRoom:
         )
         #: Executions of this document's cells that are queued or running.
         self.busy = 0
-        #: The room's awareness as a pycrdt ``Awareness``, also the document's
-        #: ``awareness`` (as jupyter-server-ydoc gives it): it holds the clients' states
-        #: (at most one awareness interval late), and the states a server-side extension
-        #: sets on it (jupyter-ai's personas in a chat) go to every client.
-        self.awareness = Awareness(self.doc.ydoc)
-        self.doc.awareness = self.awareness
-        self.awareness.observe(self._local_awareness)
-        self.sync.on_awareness = self._clients_awareness
-
-    def _local_awareness(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
-        changes, origin = change
-        if topic != "update" or origin != "local":
-            return
-        client_ids = [*changes["added"], *changes["updated"], *changes["removed"]]
-        self.sync.publish_awareness(self.awareness.encode_awareness_update(client_ids))
-
-    def _clients_awareness(self, update: bytes) -> None:
-        self.awareness.apply_awareness_update(update, "clients")
+        #: The room's awareness (see SyncRoom.awareness), also the document's
+        #: ``awareness``, as jupyter-server-ydoc gives it.
+        self.awareness = self.doc.awareness = self.sync.awareness
 
     @property
     def name(self) -> str:

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from pycrdt import (
+    Awareness,
     Doc,
     Encoder,
     Subscription,
@@ -156,6 +157,26 @@ class SyncRoom:
         self._awareness_sent_at = -math.inf
         #: Called with each awareness update sent to the clients (an encoded update).
         self.on_awareness: Callable[[bytes], None] | None = None
+        self._pycrdt_awareness: Awareness | None = None
+
+    @property
+    def awareness(self) -> Awareness:
+        """The room's awareness as a pycrdt ``Awareness``, for server-side extensions
+        (jupyter-server-ydoc gives each room one): it holds the clients' states, at most
+        one awareness interval late, and the states set on it, under any client id
+        (jupyter-ai's personas), go to every client, merged with theirs."""
+        if self._pycrdt_awareness is None:
+            awareness = self._pycrdt_awareness = Awareness(self.ydoc)
+            awareness.observe(self._local_awareness)
+            self.on_awareness = lambda update: awareness.apply_awareness_update(update, "room")
+        return self._pycrdt_awareness
+
+    def _local_awareness(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
+        changes, origin = change
+        if topic != "update" or origin != "local" or self._pycrdt_awareness is None:
+            return
+        client_ids = [*changes["added"], *changes["updated"], *changes["removed"]]
+        self.publish_awareness(self._pycrdt_awareness.encode_awareness_update(client_ids))
 
     def publish_awareness(self, update: bytes) -> None:
         """Send the server's own awareness states (an encoded awareness update) to the

@@ -63,6 +63,10 @@ class TransientRoom:
         self.pinned = fork_of is not None
         #: What stops mirroring the root into a synchronized fork.
         self.unsubscribe: Any = None
+        #: Its awareness as a pycrdt ``Awareness`` (see SyncRoom.awareness).
+        self.awareness = self.sync.awareness
+        if document is not None:
+            document.awareness = self.awareness
 
     @property
     def room_id(self) -> str:
