@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import awareness, fanout, ingest, memory, reconnect
+from . import awareness, fanout, idle_tabs, ingest, memory, reconnect
 from .harness import Options
 from .report import Table
 
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "reconnect": reconnect.run,
     "memory": memory.run,
     "awareness": awareness.run,
+    "idle_tabs": idle_tabs.run,
 }
 
 
