@@ -184,7 +184,13 @@ class Forks:
         """Forget the timeline ``name`` (restored or abandoned); whether it existed."""
         if self.timelines.pop(name, None) is None:
             return False
-        await self._manager.remove_transient(name)
+        # Its page moves back to the file's room on its own: closing it under the page
+        # would make y-websocket reconnect to an empty room of that name first. It goes
+        # when its last client has left.
+        room = self._manager.transient.get(name)
+        if room is not None:
+            room.pinned = False
+            self._manager.maybe_clean_up(room)
         return True
 
 
