@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
+from jupyter_server._tz import utcfromtimestamp
+from jupyter_server.services.contents.fileio import FileManagerMixin
 from tornado.web import HTTPError
 
 from ..store.autosave import SaveDeferred
@@ -113,8 +116,9 @@ class FileWatcher:
         """
         # A stat first: hashing reads the whole file, and this runs every `interval`
         # seconds for every open room, and before every save.
-        model = await self._get(path, content=False)
-        stamp = stamp_of(model)
+        stamp = self._stat(path)
+        if stamp is None:
+            stamp = stamp_of(await self._get(path, content=False))
         if room.file_stamp is not None and stamp == room.file_stamp:
             return False
         if stamp is not None and stamp == room.unreadable_stamp:
@@ -156,6 +160,28 @@ class FileWatcher:
         if self._manager.store is not None and room.file_hash is not None:
             await self._manager.store.set_saved(room.name, room.file_hash)
         return True
+
+    def _stat(self, path: str) -> tuple[Any, Any] | None:
+        """The file's modification time and size as its contents model gives them, read
+        from the file system where the contents manager keeps files there (jupyter_server's
+        file managers); None otherwise.
+
+        Not through ``contents_manager.get``: jupyter_server emits a ``contents_service``
+        event for each ``get``, which goes to every page subscribed to events, so a check
+        per second and room cost every open page a message per second and room.
+
+        Raises:
+            FileMissing: there is no file at ``path``.
+        """
+        if not isinstance(self._contents, FileManagerMixin):
+            return None
+        try:
+            info = os.lstat(self._contents._get_os_path(path))
+        except FileNotFoundError as e:
+            raise FileMissing(path) from e
+        except (OSError, HTTPError):
+            return None  # the contents manager says why, if it matters
+        return utcfromtimestamp(info.st_mtime), info.st_size
 
     async def _get(self, path: str, **options: Any) -> dict[str, Any]:
         try:
