@@ -22,7 +22,7 @@ from .yclient import YClient
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_BODY = {"format": "json", "type": "notebook"}
-UNSUPPORTED = [
+COLLABORATION_FEATURES = [
     ("GET", "/api/collaboration/timeline/a.ipynb?format=json&type=notebook"),
     ("PUT", "/api/collaboration/fork/json:notebook:abc"),
     ("PUT", "/api/collaboration/undo_redo/json:notebook:abc"),
@@ -90,7 +90,7 @@ async def test_without_contents_every_endpoint_refuses(deny_contents: Server):
             )
             assert_refused(await http.get(f"/api/ydoc-outputs/export/{path}"))
             assert_refused(await http.get(f"/api/ydoc-outputs/output/{room}/{cell}"))
-            for method, url in UNSUPPORTED:
+            for method, url in COLLABORATION_FEATURES:
                 assert_refused(await http.request(method, url, content=b"{}"))
             assert_refused(await http.get(f"/api/contents/{path}"))  # the authorizer works
         finally:
@@ -106,7 +106,8 @@ async def test_without_kernels_execution_is_refused_and_documents_still_work(
     path, [cell] = write_notebook(server.root, "shared.ipynb", ["print('hi')"])
     async with server.http() as http:
         assert_refused(await http.post("/api/kernels", json={"name": "python3"}))
-        # What the authorizer allows still works: the session, the room, export, 501s.
+        # What the authorizer allows still works: the session, the room, fork and
+        # timeline, export.
         r = await http.put(f"/api/collaboration/session/{path}", json=NOTEBOOK_BODY)
         assert r.status_code == 201, r.text
         info = r.json()
@@ -119,13 +120,18 @@ async def test_without_kernels_execution_is_refused_and_documents_still_work(
         client = YClient(server.ws_url(room, info["sessionId"]))
         await client.connect()
         assert client.cell(cell)["source"] == "print('hi')"
+        # Fork and timeline need no kernel either.
+        r = await http.get(f"/api/collaboration/timeline/{path}?format=json&type=notebook")
+        assert r.status_code == 200, r.text
+        r = await http.put(f"/api/collaboration/fork/{room}", json={"synchronize": True})
+        assert r.status_code == 201, r.text
+        fork = r.json()["fork_roomid"]
+        r = await http.delete(f"/api/collaboration/fork/{fork}?merge=true")
+        assert r.status_code == 200, r.text
         await client.disconnect()
         export = await http.get(f"/api/ydoc-outputs/export/{path}")
         assert export.status_code == 200
         assert export.json()["cells"][0]["id"] == cell
         output = await http.get(f"/api/ydoc-outputs/output/{room}/{cell}")
         assert output.status_code == 200 and output.text == "", output.text
-        for method, url in UNSUPPORTED:
-            r = await http.request(method, url, content=b"{}")
-            assert r.status_code == 501, (url, r.text)
     assert server.proc.poll() is None
