@@ -264,17 +264,31 @@ class AlternativeServer(ServerProcess):
         polls: How many request polls ``execute`` made (nbmodel, with ``poll``).
     """
 
-    def __init__(self, kind: str, *, poll: bool = True, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        poll: bool = True,
+        args: list[str] | None = None,
+        app: str = "jupyter_server",
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Prepare a server.
 
         Args:
             kind: ``"nbmodel"`` or ``"documents"``.
             poll: For nbmodel, poll each request as its JupyterLab plugin does.
             args: Extra command-line options (traitlets config).
+            app: The module run with the venv's ``python -m``: ``"jupyterlab"`` serves
+                the JupyterLab page too (nbmodel's venv has it).
+            env: Extra environment variables for the server (not the venv's isolation,
+                which they cannot override).
         """
         super().__init__(args, prefix=f"ydoc-outputs-bench-{kind}-")
         self.kind = kind
         self._alternative = _alternative(kind)
+        self._app = app
+        self._env = dict(env or {})
         self._poll = poll
         self.polls = 0
         self._polling: set[asyncio.Task[None]] = set()
@@ -295,6 +309,7 @@ class AlternativeServer(ServerProcess):
             (self._home / folder).mkdir(parents=True)
         bin_dir = venv / "bin"
         env = {
+            **self._env,
             "VIRTUAL_ENV": str(venv),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             # Nothing of the project's (ydoc_outputs) may be importable there.
@@ -305,7 +320,7 @@ class AlternativeServer(ServerProcess):
         args = [arg.format(home=self._home) for arg in self._alternative.args]
         self._start(
             [*args, *self._args],
-            command=[str(bin_dir / "python"), "-m", "jupyter_server"],
+            command=[str(bin_dir / "python"), "-m", self._app],
             env=env,
         )
         self._check_extensions()
