@@ -272,7 +272,14 @@ async def test_a_rooms_awareness_holds_the_clients_and_publishes_the_servers() -
     try:
         await asyncio.sleep(0)
         a.inbox.put_nowait(hello(7, 1))
-        await until(lambda: room.awareness.states.get(7) == {"n": 1})
+        await until(lambda: room.awareness.states.get(7) == {"n": 1})  # read: pulled
+        # An extension that observes the awareness hears of a client's change at once.
+        heard: list[list[int]] = []
+        room.awareness.observe(
+            lambda topic, change: heard.append(change[0]["updated"]) if topic == "change" else None
+        )
+        a.inbox.put_nowait(hello(7, 2))
+        await until(lambda: [7] in heard)
 
         persona = room.awareness
         own = persona.client_id

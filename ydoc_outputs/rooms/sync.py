@@ -39,7 +39,14 @@ from pycrdt import (
     merge_updates,
 )
 
-from .awareness import AwarenessStates, decode_message, decode_update, encode_message, encode_update
+from .awareness import (
+    AwarenessEntry,
+    AwarenessStates,
+    decode_message,
+    decode_update,
+    encode_message,
+    encode_update,
+)
 from .protocol import CLOSE_TOO_MANY
 
 __all__ = ["AWARENESS_INTERVAL", "AnswerCache", "Client", "SyncRoom"]
@@ -157,7 +164,9 @@ class SyncRoom:
         self._awareness_sent_at = -math.inf
         #: Called with each awareness update sent to the clients (an encoded update).
         self.on_awareness: Callable[[bytes], None] | None = None
-        self._pycrdt_awareness: Awareness | None = None
+        self._pycrdt_awareness: RoomAwareness | None = None
+        #: The clients' latest entries not yet applied to it, by client id.
+        self._unmirrored: dict[int, AwarenessEntry] = {}
 
     @property
     def awareness(self) -> Awareness:
@@ -166,10 +175,18 @@ class SyncRoom:
         one awareness interval late, and the states set on it, under any client id
         (jupyter-ai's personas), go to every client, merged with theirs."""
         if self._pycrdt_awareness is None:
-            awareness = self._pycrdt_awareness = Awareness(self.ydoc)
+            awareness = self._pycrdt_awareness = RoomAwareness(self.ydoc, self._mirror)
             awareness.observe(self._local_awareness)
-            self.on_awareness = lambda update: awareness.apply_awareness_update(update, "room")
         return self._pycrdt_awareness
+
+    def _mirror(self) -> None:
+        """Apply the clients' entries sent since the last call to the pycrdt awareness."""
+        awareness = self._pycrdt_awareness
+        if awareness is None or not self._unmirrored:
+            return
+        update = encode_update(self._unmirrored.values())
+        self._unmirrored.clear()
+        awareness.apply_awareness_update(update, "room")
 
     def _local_awareness(self, topic: str, change: tuple[dict[str, Any], Any]) -> None:
         changes, origin = change
@@ -282,6 +299,17 @@ class SyncRoom:
                 self.on_awareness(encode_update(changes))
             except Exception:
                 log.exception("an awareness observer failed")
+        awareness = self._pycrdt_awareness
+        if awareness is not None:
+            # Decoding every state into the pycrdt awareness cost a third more CPU with
+            # 60 busy clients: it is done when an extension reads the states, or at once
+            # if one observes the awareness (besides this room).
+            self._unmirrored.update((entry.client_id, entry) for entry in changes)
+            if awareness.observed:
+                try:
+                    self._mirror()
+                except Exception:
+                    log.exception("an awareness observer failed")
 
     def _whole_document(self) -> list[bytes]:
         """The messages that give a fresh client the whole document: sync step 2 of the
@@ -334,6 +362,30 @@ class SyncRoom:
         self._tail = []
         self._tail_bytes = 0
         self._tail_message = None
+
+
+class RoomAwareness(Awareness):
+    """A room's pycrdt ``Awareness``, which takes the clients' states from the room when
+    they are read (``states``, ``meta``) or, if an extension observes it, as they come."""
+
+    def __init__(self, ydoc: Doc[Any], mirror: Callable[[], None]) -> None:
+        self._pull = mirror
+        super().__init__(ydoc)
+
+    @property
+    def observed(self) -> bool:
+        """Whether an observer besides the room's own is subscribed."""
+        return len(self._subscriptions) > 1
+
+    @property
+    def states(self) -> dict[int, dict[str, Any]]:
+        self._pull()
+        return self._states
+
+    @property
+    def meta(self) -> dict[int, dict[str, Any]]:
+        self._pull()
+        return self._meta
 
 
 def _sync_step2(update: bytes) -> bytes:
