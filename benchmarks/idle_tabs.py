@@ -1,12 +1,16 @@
-"""IDLE TABS: what open but idle JupyterLab tabs cost the server, ours and stock.
+"""IDLE TABS: what open but idle JupyterLab tabs cost the server: ours, stock, bare.
 
-Two ``jupyter lab`` servers run side by side: ours (ydoc_outputs, with whatever the
-project's venv has installed: the collaboration UI, jupyterlab-chat, ipywidgets) and
-stock jupyter-collaboration (the ``nbmodel`` alternative's venv, see alternatives.py),
-both with the same JupyterLab settings. In each round, each server is measured twice:
+Three ``jupyter lab`` servers run side by side: ours (ydoc_outputs, with whatever the
+project's venv has installed: the collaboration UI, jupyterlab-chat, ipywidgets), stock
+jupyter-collaboration (the ``nbmodel`` alternative's venv, see alternatives.py) and bare
+JupyterLab (the project's venv with no collaboration at all: ydoc_outputs,
+jupyterlab_chat and jupyter_server_fileid not loaded, the collaboration frontends
+disabled in the page; the floor every collaboration server adds to), all with the same
+JupyterLab settings. In each round, each server is measured twice:
 with no page open (its baseline), then with 4 headless Chromium tabs, each a browser of
 its own with a notebook of its own open (its room, its kernel, the
-``JupyterLab:globalAwareness`` room), left alone; the servers take turns going first.
+``JupyterLab:globalAwareness`` room; bare: the notebook from ``api/contents`` and its
+kernel, no room), left alone; the servers take turns going first.
 A server's CPU time is read from ``/proc/<pid>/stat`` (all its threads, ended ones too)
 over the window; the kernels, the browsers and the other server are other processes
 and do not count.
@@ -33,7 +37,8 @@ from .alternatives import ALTERNATIVES, AlternativeServer
 from .harness import Options, ServerProcess, process_total_cpu_seconds
 from .report import Table, median, slower_rounds
 
-__all__ = ["STOCK", "TABS", "TARGET", "run"]
+__all__ = ["BARE_DISABLED_LABEXTENSIONS", "BARE_DISABLED_SERVER", "STOCK", "TABS", "TARGET",
+           "run"]  # fmt: skip
 
 #: Tabs left open.
 TABS = 4
@@ -47,6 +52,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 #: Seconds a room is kept after its last client left, on both sides (the defaults keep
 #: it 60 s, and each polls its file every second): the next baseline has no room open.
 CLEANUP_DELAY = 2
+#: Server extensions of the project's venv that bare JupyterLab does not load: ours, the
+#: chat (which runs on collaboration rooms) and the file ids collaboration needs.
+BARE_DISABLED_SERVER = ("ydoc_outputs", "jupyterlab_chat", "jupyter_server_fileid")
+#: Frontend extensions of the project's venv disabled in bare JupyterLab's page: every
+#: one that speaks to a collaboration server (left: ipywidgets, pygments).
+BARE_DISABLED_LABEXTENSIONS = (
+    "@jupyter/docprovider-extension",
+    "@jupyter/collaboration-extension",
+    "jupyterlab-chat-extension",
+    "ydoc-outputs",
+    "@datalayer/jupyter-server-nbmodel",
+    "@jupyter-ai-contrib/server-documents",
+)
 
 
 def _lab_env(home: Path) -> dict[str, str]:
@@ -94,6 +112,61 @@ class StockLabServer(AlternativeServer):
         return self
 
 
+class BareLabServer(ServerProcess):
+    """``jupyter lab`` in the project's venv with no collaboration at all: the server
+    extensions of ``BARE_DISABLED_SERVER`` off and the frontend extensions of
+    ``BARE_DISABLED_LABEXTENSIONS`` disabled, both in the server's own Jupyter config
+    folder (which comes before the venv's). Checked on start: none of those server
+    extensions loaded, no collaboration endpoint, and the page config served on
+    ``/lab`` disables those frontends and not JupyterLab's own file browser."""
+
+    #: The page's disabled frontend extensions, and the federated ones left enabled.
+    page_disabled: list[str]
+    page_enabled: list[str]
+
+    async def __aenter__(self) -> BareLabServer:
+        config = self.home / "config"
+        (config / "labconfig").mkdir(parents=True)
+        (config / "jupyter_server_config.json").write_text(
+            json.dumps(
+                {"ServerApp": {"jpserver_extensions": dict.fromkeys(BARE_DISABLED_SERVER, False)}}
+            )
+        )
+        (config / "labconfig" / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": dict.fromkeys(BARE_DISABLED_LABEXTENSIONS, True)})
+        )
+        self._start([], command=[sys.executable, "-m", "jupyterlab"], env=_lab_env(self.home))
+        await self._check()
+        return self
+
+    async def _check(self) -> None:
+        log = self.log()
+        if "jupyterlab | extension was successfully loaded" not in log:
+            raise RuntimeError(f"bare: jupyterlab not loaded:\n{log}")
+        loaded = [name for name in BARE_DISABLED_SERVER if f"{name} | extension was" in log]
+        if loaded:
+            raise RuntimeError(f"bare: {loaded} loaded:\n{log}")
+        http = self.session.http
+        response = await http.put(
+            "/api/collaboration/session/x.ipynb", json={"format": "json", "type": "notebook"}
+        )
+        if response.status_code != 404:
+            raise RuntimeError(f"bare: api/collaboration answers {response.status_code}")
+        page = (await http.get("/lab")).text
+        start = page.index(">", page.index('id="jupyter-config-data"')) + 1
+        config = json.loads(page[start : page.index("</script>", start)])
+        disabled = set(config["disabledExtensions"])
+        missing = set(BARE_DISABLED_LABEXTENSIONS) - disabled
+        if missing:
+            raise RuntimeError(f"bare: the page does not disable {sorted(missing)}")
+        if "@jupyterlab/filebrowser-extension:defaultFileBrowser" in disabled:
+            raise RuntimeError("bare: the page has no file browser")
+        self.page_disabled = sorted(disabled)
+        self.page_enabled = sorted(
+            ext["name"] for ext in config["federated_extensions"] if ext["name"] not in disabled
+        )
+
+
 async def _cpu(pid: int, seconds: float) -> float:
     """The share of one core process ``pid`` used over the next ``seconds``.
 
@@ -115,6 +188,8 @@ class Traffic:
         self.sockets = 0
         self.requests: Counter[str] = Counter()
         self.room_frames = 0
+        #: Websockets opened to ``api/collaboration`` at any time, counting or not.
+        self.collaboration_sockets = 0
 
     def watch(self, page: Any) -> None:
         page.on("websocket", self._socket)
@@ -122,6 +197,8 @@ class Traffic:
 
     def _socket(self, ws: Any) -> None:
         self.sockets += self.counting
+        if "/api/collaboration/" in ws.url:
+            self.collaboration_sockets += 1
         if "/api/collaboration/room/" in ws.url:
             ws.on("framesent", self._frame)
             ws.on("framereceived", self._frame)
@@ -147,6 +224,8 @@ class Side:
     reconnects: list[int] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     frames: int = 0
+    #: Collaboration websockets the tabs opened, start-up included (bare: must be 0).
+    collaboration_sockets: int = 0
 
 
 async def _open_tabs(browser: Any, server: ServerProcess, traffic: Traffic) -> list[Any]:
@@ -180,6 +259,9 @@ async def _round(browser: Any, side: Side, seconds: float, settle: float) -> Non
     side.reconnects.append(traffic.sockets)
     side.requests += traffic.requests
     side.frames += traffic.room_frames
+    side.collaboration_sockets += traffic.collaboration_sockets
+    if isinstance(server, BareLabServer) and traffic.collaboration_sockets:
+        raise RuntimeError("bare: the tabs opened a collaboration websocket")
     for context in contexts:
         await context.close()
     for kernel in (await server.session.http.get("/api/kernels")).json():
@@ -194,15 +276,18 @@ async def run(options: Options) -> Table:
     async with contextlib.AsyncExitStack() as stack:
         ours = Side("ours", await stack.enter_async_context(LabServer()))
         stock = Side("stock", await stack.enter_async_context(StockLabServer()))
+        bare = Side("bare", await stack.enter_async_context(BareLabServer()))
+        sides = [ours, stock, bare]
         p = await stack.enter_async_context(async_playwright())
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         await asyncio.sleep(settle)  # start-up done
         for i in range(options.repeat):
-            # Taking turns: neither side always follows the other's tabs.
-            for side in (ours, stock) if i % 2 == 0 else (stock, ours):
+            # Taking turns: no side always follows the same other's tabs.
+            shift = i % len(sides)
+            for side in sides[shift:] + sides[:shift]:
                 await _round(browser, side, seconds, settle)
         await browser.close()
-    return _table(options, seconds, settle, ours, stock)
+    return _table(options, seconds, settle, ours, stock, bare)
 
 
 def _rounds(values: list[float]) -> str:
@@ -219,15 +304,19 @@ def _traffic(side: Side, seconds: float, rounds: int) -> str:
     )
 
 
-def _table(options: Options, seconds: float, settle: float, ours: Side, stock: Side) -> Table:
+def _table(
+    options: Options, seconds: float, settle: float, ours: Side, stock: Side, bare: Side
+) -> Table:
+    sides = (ours, stock, bare)
     table = Table(
         f"IDLE TABS: server CPU over {seconds:.0f} s, no page open, then {TABS} idle "
-        f"JupyterLab tabs (headless Chromium, a notebook each), ours and stock "
-        f"jupyter-collaboration; medians of {options.repeat} rounds, every side in each round",
+        f"JupyterLab tabs (headless Chromium, a notebook each), ours, stock "
+        f"jupyter-collaboration and bare JupyterLab (no collaboration); medians of "
+        f"{options.repeat} rounds, every side in each round",
         ["side", "server CPU (% of a core)", "each round", "websockets opened while idle",
          f"< {TARGET * 100:.0f}%"],
     )  # fmt: skip
-    for side in (ours, stock):
+    for side in sides:
         table.rows.append(
             [f"{side.name}: no tab (baseline)", f"{median(side.baseline) * 100:.2f}%",
              _rounds(side.baseline), "-", "-"]
@@ -244,6 +333,14 @@ def _table(options: Options, seconds: float, settle: float, ours: Side, stock: S
          " ".join(f"{r:.2f}" for r in ratios), "-", "-"]
     )  # fmt: skip
     for side in (ours, stock):
+        # What the collaboration adds to the floor, in points of a core.
+        added = [a - b for a, b in zip(side.tabs, bare.tabs, strict=True)]
+        table.rows.append(
+            [f"{side.name} - bare, {TABS} idle tabs (points)",
+             f"{(median(side.tabs) - median(bare.tabs)) * 100:+.2f}",
+             " ".join(f"{x * 100:+.2f}" for x in added), "-", "-"]
+        )  # fmt: skip
+    for side in sides:
         extra = median(side.tabs) - median(side.baseline)
         table.notes.append(
             f"{side.name}: the tabs add {extra * 100:.2f} points of a core"
@@ -258,8 +355,12 @@ def _table(options: Options, seconds: float, settle: float, ours: Side, stock: S
         f"ours - stock with the tabs: {(median(ours.tabs) - median(stock.tabs)) * 100:+.2f} "
         f"points of a core (medians); ours used more in {slower} of {rounds} rounds "
         f"(sign test p = {p:.2f}); ratio: of the medians, each round's in its column",
+        "side - bare: what each collaboration server adds to bare JupyterLab with the same "
+        "tabs, in points of a core: of the medians, each round's (same round) in its column; "
+        f"to stay under {TARGET * 100:.0f}%, a collaboration server may add at most "
+        f"{(TARGET - median(bare.tabs)) * 100:.2f} points to bare JupyterLab's median",
         "what the tabs sent or got while idle, per second of all tabs (mean of the rounds): "
-        + "; ".join(_traffic(side, seconds, options.repeat) for side in (ours, stock))
+        + "; ".join(_traffic(side, seconds, options.repeat) for side in sides)
         + ": JupyterLab's own polling, apart from the room frames",
         "stock: "
         + ", ".join(
@@ -276,17 +377,27 @@ def _table(options: Options, seconds: float, settle: float, ours: Side, stock: S
         )
         + f" (the {STOCK!r} alternative's venv, which also loads jupyter-server-nbmodel and "
         "its executor plugin: idle, no cell runs). Ours has the project venv's frontend "
-        "extensions besides (jupyterlab-chat, ipywidgets). Both: the same lab settings "
+        "extensions besides (jupyterlab-chat, ipywidgets). All: the same lab settings "
         "(news and update checks off), notebooks and workspace URLs.",
+        f"bare: the project's venv without the server extensions {', '.join(BARE_DISABLED_SERVER)}"
+        f" (checked in its log; api/collaboration answers 404) and with "
+        f"{', '.join(BARE_DISABLED_LABEXTENSIONS)} disabled in its page config (checked in "
+        f"the /lab page); frontends left: {', '.join(_bare_enabled(bare))}; its tabs opened "
+        f"{bare.collaboration_sockets} api/collaboration websockets (checked: none).",
         "server CPU: utime + stime of /proc/<pid>/stat (all its threads, ended ones "
         "included; 10 ms ticks, within 0.07 points over 30 s) over the window's wall time; "
-        "kernels, browsers and the other server are other processes.",
+        "kernels, browsers and the other servers are other processes.",
         f"each round waits {settle:.0f} s after the last tab showed an idle kernel before "
         "measuring, and closes the tabs and kernels after; rooms are closed "
         f"{CLEANUP_DELAY} s after their last client (ours: room_cleanup_delay, stock: "
         "document_cleanup_delay), before the next baseline.",
     ]
     return table
+
+
+def _bare_enabled(bare: Side) -> list[str]:
+    server = bare.server
+    return server.page_enabled if isinstance(server, BareLabServer) else []
 
 
 if __name__ == "__main__":
