@@ -307,3 +307,28 @@ async def test_fresh_clients_get_the_document_as_it_is_now(server: Server, sessi
         await fresh.disconnect()
     for client in (first, second):
         await client.disconnect()
+
+
+async def test_timelines_are_bounded(server: Server, session: Session):
+    """Each timeline holds a copy of a document and its history, and a page may ask for
+    one and never come back: past MAX_TIMELINES the oldest ends (404 from then on)."""
+    from ydoc_outputs.rooms.forks import MAX_TIMELINES
+
+    path, _ = write_notebook(server.root, "timelines.ipynb", ["1"])
+    client = await session.client(path)
+    rooms = []
+    for _ in range(MAX_TIMELINES + 1):
+        r = await session.http.get(f"/api/collaboration/timeline/{path}?format=json&type=notebook")
+        assert r.status_code == 200, r.text
+        rooms.append(r.json()["forkRoom"])
+    room = r.json()["roomId"]
+
+    async def step(fork_room: str) -> int:
+        r = await session.http.put(
+            f"/api/collaboration/undo_redo/{room}?action=redo&steps=1&forkRoom={fork_room}"
+        )
+        return r.status_code
+
+    assert await step(rooms[0]) == 404
+    assert await step(rooms[-1]) == 200
+    await client.disconnect()

@@ -29,6 +29,11 @@ from .transient import TransientRoom
 __all__ = ["ForkInfo", "Forks", "MergeRefused", "Timeline"]
 
 
+#: Timelines kept at once: each holds a copy of a document and its history, and a page
+#: that asked for one may never come to it or restore it; past this the oldest ends.
+MAX_TIMELINES = 16
+
+
 class MergeRefused(ValueError):
     """A fork's document cannot be merged into its root (the root's guard refused it)."""
 
@@ -168,6 +173,8 @@ class Forks:
             ydoc.apply_update(update)
             if len(manager.undo_stack) > before:
                 timestamps.append(timestamp)
+        while len(self.timelines) >= MAX_TIMELINES:
+            await self.end_timeline(next(iter(self.timelines)), close=True)
         timeline = self.timelines[name] = Timeline(room.name, document, timestamps)
         self._manager.add_transient(
             TransientRoom(
@@ -180,10 +187,14 @@ class Forks:
         )
         return name, timeline
 
-    async def end_timeline(self, name: str) -> bool:
-        """Forget the timeline ``name`` (restored or abandoned); whether it existed."""
+    async def end_timeline(self, name: str, close: bool = False) -> bool:
+        """Forget the timeline ``name`` (restored, or ``close``: abandoned, its room
+        closed); whether it existed."""
         if self.timelines.pop(name, None) is None:
             return False
+        if close:
+            await self._manager.remove_transient(name)
+            return True
         # Its page moves back to the file's room on its own: closing it under the page
         # would make y-websocket reconnect to an empty room of that name first. It goes
         # when its last client has left.
