@@ -94,6 +94,16 @@ def valid_notebook_text(rng: random.Random) -> str:
     return json.dumps(nb, indent=1) + "\n"
 
 
+async def synced_or_closed(client: YClient) -> None:
+    """Connect ``client`` and wait until it is synced or the server closed it."""
+    await client.connect(wait_synced=False)
+    await asyncio.wait(
+        [asyncio.ensure_future(client.synced.wait()),
+         asyncio.ensure_future(client.closed.wait())],
+        timeout=30, return_when=asyncio.FIRST_COMPLETED,
+    )  # fmt: skip
+
+
 class Walk:
     """The model: one file, the server, and the clients of its rooms."""
 
@@ -132,12 +142,7 @@ class Walk:
         if isinstance(document, YUnicode):
             source = document.ydoc.get("source", type=Text)
             client.listeners.append(lambda: self.texts.add(str(source)))
-        await client.connect(wait_synced=False)
-        await asyncio.wait(
-            [asyncio.ensure_future(client.synced.wait()),
-             asyncio.ensure_future(client.closed.wait())],
-            timeout=30, return_when=asyncio.FIRST_COMPLETED,
-        )  # fmt: skip
+        await synced_or_closed(client)
         if client.synced.is_set():
             self.clients.append(client)
             return client
@@ -168,12 +173,7 @@ class Walk:
         url = self.server.ws_url(f"text:chat:{info['fileId']}", info["sessionId"])
         client = YClient(url, YChat())
         before = self.disk_text()
-        await client.connect(wait_synced=False)
-        await asyncio.wait(
-            [asyncio.ensure_future(client.synced.wait()),
-             asyncio.ensure_future(client.closed.wait())],
-            timeout=30, return_when=asyncio.FIRST_COMPLETED,
-        )  # fmt: skip
+        await synced_or_closed(client)
         if client.closed.is_set():
             assert client.close_code == 4400, f"{self.context()}: {client.close_code}"
         else:
