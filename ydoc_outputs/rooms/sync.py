@@ -162,8 +162,6 @@ class SyncRoom:
         self._awareness_timer: asyncio.TimerHandle | None = None
         #: When the last awareness update went out (the event loop's clock).
         self._awareness_sent_at = -math.inf
-        #: Called with each awareness update sent to the clients (an encoded update).
-        self.on_awareness: Callable[[bytes], None] | None = None
         self._pycrdt_awareness: RoomAwareness | None = None
         #: The clients' latest entries not yet applied to it, by client id.
         self._unmirrored: dict[int, AwarenessEntry] = {}
@@ -294,11 +292,6 @@ class SyncRoom:
         message = encode_message(changes)
         for client in tuple(self.clients):
             client.send_nowait(message)
-        if self.on_awareness is not None:
-            try:
-                self.on_awareness(encode_update(changes))
-            except Exception:
-                log.exception("an awareness observer failed")
         awareness = self._pycrdt_awareness
         if awareness is not None:
             # Decoding every state into the pycrdt awareness cost a third more CPU with
