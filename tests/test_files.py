@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import nbformat
 
 from .conftest import Server, Session, read_saved, write_notebook
 from .test_execution import run_to_idle, stream_text
+from .yclient import YClient
 
 SLOW = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.15)"
 
@@ -129,3 +131,47 @@ async def test_a_save_that_changes_nothing_leaves_the_file_alone(server: Server,
         assert client.cell(cell)["source"] == "1 + 1"
     for client in clients:
         await client.disconnect()
+
+
+async def test_a_notebook_jupyter_ydoc_cannot_load_is_refused_whole(
+    server: Server, session: Session
+):
+    """A file that is JSON and a notebook to the contents manager, but with a cell that
+    has no ``source`` (a text view saved a typo in a key): export answers 409, a room
+    will not open on it, and a room already open keeps its document and does not save
+    over the file. Found by tests/test_model.py: the export answered 500, and a reload
+    would have left the room's document half replaced."""
+    broken = {"cell_type": "code", "execution_count": None, "id": "typo", "metadata": {},
+              "outputs": [], "sourcex": "print(1)"}  # fmt: skip
+    path, [cell] = write_notebook(server.root, "unloadable.ipynb", ["1"])
+    file = server.root / path
+    good = json.loads(file.read_text())
+    file.write_text(json.dumps({**good, "cells": [broken]}))
+    r = await session.http.get(f"/api/ydoc-outputs/export/{path}")
+    assert r.status_code == 409, r.text
+    assert "cell 0 has no source" in r.json()["message"]
+    session_model = await session.open(path)
+    refused = YClient(server.ws_url(session_model["room"], session_model["sessionId"]))
+    with contextlib.suppress(Exception):
+        await refused.connect()
+    await asyncio.wait_for(refused.closed.wait(), 5)
+    assert refused.close_code == 4400
+    assert "cell 0 has no source" in (refused.close_reason or "")
+
+    file.write_text(json.dumps(good))
+    client = await session.client(path)
+    assert client.cell(cell)["source"] == "1"
+    unloadable = json.dumps({**good, "cells": [good["cells"][0], broken]})
+    file.write_text(unloadable)
+    for _ in range(100):
+        if "unloadable.ipynb changed into something" in server.log():
+            break
+        await asyncio.sleep(0.05)
+    assert "cell 1 has no source" in server.log()
+    source = client.notebook.ycells[0]["source"]
+    source.insert(len(source), " + 1")
+    await asyncio.sleep(1)  # five autosave delays: none may write
+    assert file.read_text() == unloadable
+    assert [c["source"] for c in client.notebook.ycells.to_py()] == ["1 + 1"]
+    assert "Traceback" not in server.log().split("unloadable.ipynb")[-1]
+    await client.disconnect()

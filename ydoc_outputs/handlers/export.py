@@ -38,8 +38,9 @@ class ExportHandler(BodyAPIHandler):
         else:
             model = await read_file(self.contents_manager, api_path, type="notebook")
             ynotebook = YNotebook()
-            load_notebook(ynotebook, model["content"])
         try:
+            if room is None:
+                load_notebook(ynotebook, model["content"])
             text = exported_json(ynotebook)
         except InvalidNotebook as e:
             # No client update can make it so (the guard runs the same checks); the

@@ -218,12 +218,9 @@ class RoomManager:
         except HTTPError as e:
             status = 404 if e.status_code == 404 else 400
             raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e
-        if not kind.keeps(model["content"]):
-            raise RoomError(
-                400,
-                f"cannot open {path!r} as {kind.format}:{kind.type}: saving it would lose "
-                "what the file holds",
-            )
+        refusal = kind.refusal(model["content"])
+        if refusal is not None:
+            raise RoomError(400, f"cannot open {path!r} as {kind.format}:{kind.type}: {refusal}")
         file_hash: str | None = model.get("hash")
         store = self.store
         disk_is_ours = False

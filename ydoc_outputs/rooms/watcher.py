@@ -142,12 +142,13 @@ class FileWatcher:
                 path, room.name, e.log_message,
             )  # fmt: skip
             raise FileUnreadable(path) from e
-        if not kind.keeps(model["content"]):
+        refusal = kind.refusal(model["content"])
+        if refusal is not None:
             room.unreadable_stamp = stamp
             log.warning(
-                "%s changed into something %s would not save back whole: the room keeps its "
-                "document and does not save over the file until it can be loaded again",
-                path, room.name,
+                "%s changed into something %s cannot load (%s): the room keeps its document "
+                "and does not save over the file until it can be loaded again",
+                path, room.name, refusal,
             )  # fmt: skip
             raise FileUnreadable(path)
         log.info("%s changed on disk: reloading it into %s", path, room.name)

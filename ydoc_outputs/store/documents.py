@@ -26,7 +26,13 @@ from tornado.web import HTTPError
 
 from ..ydoc.guard import Touched, UpdateGuard, UpdateRefused
 from ..ydoc.writer import SERVER_ORIGIN
-from .notebook import check_notebook_shape, load_notebook, notebook_dict, notebook_json
+from .notebook import (
+    check_notebook_shape,
+    load_notebook,
+    loading_problem,
+    notebook_dict,
+    notebook_json,
+)
 
 __all__ = [
     "NOTEBOOK",
@@ -170,32 +176,35 @@ class DocumentKind:
                 raise UpdateRefused(f"not base64: {e}") from e
         return value
 
-    def keeps(self, content: Any) -> bool:
-        """Whether a document of this kind loaded from ``content`` saves it back with
-        nothing lost: the same text, or JSON holding every value the file held (a kind
-        may add defaults, such as a chat's empty ``attachments``). An empty file is kept
-        whatever it becomes (a new file).
+    def refusal(self, content: Any) -> str | None:
+        """Why a room of this kind must not load ``content`` (from the contents manager),
+        or None if it may.
 
-        A room must not open a file its kind would rewrite with less in it: a notebook
-        opened as a chat would be saved as an empty chat at the first edit. Texts and
-        blobs round-trip by construction; notebooks have their own checks on load.
+        A notebook that jupyter_ydoc cannot load is refused whole (it would be left half
+        loaded). Otherwise a room must not open a file that its kind would save back
+        with less in it: a notebook opened as a chat would be saved as an empty chat at
+        the first edit. Texts and blobs round-trip by construction; other kinds must
+        give back the same text, or JSON holding every value the file held (a kind may
+        add defaults, such as a chat's empty ``attachments``). An empty file is kept
+        whatever it becomes (a new file).
         """
-        if self.is_notebook or issubclass(self.document_class, YUnicode | YBlob):
-            return True
-        if not content:
-            return True
+        if self.is_notebook:
+            return loading_problem(content)
+        if issubclass(self.document_class, YUnicode | YBlob) or not content:
+            return None
+        lost = f"saving it as {self.format}:{self.type} would lose what the file holds"
         try:
             doc = self.new_document()
             self.load(doc, content)
             saved = self.content(doc)
         except Exception:
-            return False
+            return lost
         if saved == content:
-            return True
+            return None
         try:
-            return _preserves(json.loads(content), json.loads(saved))
+            return None if _preserves(json.loads(content), json.loads(saved)) else lost
         except (ValueError, RecursionError):
-            return False
+            return lost
 
     def model(self, doc: YBaseDoc) -> dict[str, Any]:
         """The contents-manager model that saves ``doc``."""

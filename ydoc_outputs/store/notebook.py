@@ -23,6 +23,7 @@ __all__ = [
     "check_notebook_shape",
     "exported_json",
     "load_notebook",
+    "loading_problem",
     "notebook_dict",
     "notebook_json",
 ]
@@ -45,7 +46,14 @@ def load_notebook(ynotebook: YNotebook, content: dict[str, Any]) -> None:
     version that nbformat knows (an unknown one is written as the latest known).
 
     The transaction carries the server origin, so that users cannot undo the load.
+
+    Raises:
+        InvalidNotebook: jupyter_ydoc cannot load ``content`` (see
+            :func:`loading_problem`); ``ynotebook`` is left as it was.
     """
+    problem = loading_problem(content)
+    if problem is not None:
+        raise InvalidNotebook(problem)
     content = dict(content)
     minors = nbformat_minor_range()
     if content.get("nbformat") == 4:
@@ -55,6 +63,59 @@ def load_notebook(ynotebook: YNotebook, content: dict[str, Any]) -> None:
     with ynotebook.ydoc.transaction(origin=SERVER_ORIGIN):
         ynotebook.set(content)
         ynotebook.dirty = False
+
+
+def loading_problem(content: Any) -> str | None:
+    """Why jupyter_ydoc's ``YNotebook.set`` cannot load ``content``, or None if it can.
+
+    A file that another program wrote (or a text view of it saved) can be a notebook in
+    the contents manager's eyes, which reads any JSON, and still lack what
+    ``YNotebook.set`` needs: a cell without ``source`` made it raise half way through,
+    leaving the document half replaced. So every load is checked first, whole, and a
+    file that fails is not loaded at all (nor saved over).
+    """
+    if not isinstance(content, dict):
+        return f"the notebook is a {type(content).__name__}, not an object"
+    if not isinstance(content.get("metadata", {}), dict):
+        return "the notebook's metadata is not an object"
+    cells = content.get("cells")
+    if not isinstance(cells, list):
+        return "the notebook has no list of cells"
+    for index, cell in enumerate(cells):
+        problem = _cell_problem(cell)
+        if problem is not None:
+            return f"cell {index} {problem}"
+    return None
+
+
+def _cell_problem(cell: Any) -> str | None:
+    if not isinstance(cell, dict):
+        return f"is a {type(cell).__name__}, not an object"
+    if "cell_type" not in cell:
+        return "has no cell_type"
+    if not _is_text(cell.get("source")):
+        return "has no source (a string or a list of strings)"
+    if not isinstance(cell.get("metadata", {}), dict):
+        return "has metadata that is not an object"
+    if not isinstance(cell.get("id", ""), str):
+        return "has an id that is not a string"
+    if cell["cell_type"] != "code":
+        return None
+    outputs = cell.get("outputs", [])
+    if not isinstance(outputs, list):
+        return "has outputs that are not a list"
+    for output in outputs:
+        if not isinstance(output, dict):
+            return "has an output that is not an object"
+        if output.get("output_type") == "stream" and not _is_text(output.get("text", "")):
+            return "has a stream output whose text is not a string or a list of strings"
+    return None
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(line, str) for line in value)
+    )
 
 
 def notebook_dict(ynotebook: YNotebook) -> nbformat.NotebookNode:
