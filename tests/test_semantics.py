@@ -129,15 +129,20 @@ async def test_input_is_refused_with_a_clear_error(server: Server, session: Sess
     await client.disconnect()
 
 
-async def test_run_all_keeps_document_order(server: Server, session: Session):
+async def test_cells_queued_by_an_api_client_run_in_document_order(
+    server: Server, session: Session
+):
     path, cells = write_notebook(
         server.root,
         "order.ipynb",
         ["import time\ntime.sleep(0.3)\nx = 1", "x += 1\nx", "x * 10"],
     )
     kernel, room, client = await session.prepare(path)
-    # Like the stock executor's Promise.all: all at once, here in reverse order.
-    results = await asyncio.gather(*(session.execute(kernel, room, c) for c in reversed(cells)))
+    # An API client (no page marks, no send times): what is queued behind a running
+    # cell runs in document order. (Run All as the page drives it: test_run_order.py.)
+    assert (await session.execute(kernel, room, cells[0])).status_code == 202
+    await client.wait_for(lambda: client.state(cells[0]) == "running")
+    results = await asyncio.gather(*(session.execute(kernel, room, c) for c in reversed(cells[1:])))
     assert all(r.status_code == 202 for r in results)
     for cell in cells:
         await run_to_idle(client, cell)

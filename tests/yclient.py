@@ -93,6 +93,11 @@ class YClient:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
+    async def flush(self) -> None:
+        """Wait until the local updates made so far are handed to the websocket."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending))
+
     _applying = False
     _step2_seen = False
 

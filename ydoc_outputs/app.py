@@ -60,11 +60,20 @@ class YdocOutputsApp(ExtensionApp):
         help="Seconds between a change of a document and its save to disk (for a big "
         "notebook, at least 19 times as long as its last save took).",
     )
-    run_order_window = Float(
-        0.05,
+    run_order_grace = Float(
+        0.5,
         config=True,
-        help="Execution requests of one document arriving within this many seconds of "
-        "each other run in the order of their cells (Run All sends them all at once).",
+        help="Seconds after a notebook's last execution request during which a cell that "
+        "a page marked to run (Run All marks its cells before it posts them) is waited "
+        "for by the cells after it. No request waits otherwise: a lone Shift+Enter "
+        "runs at once. See docs/architecture.md, 'Execution order'.",
+    )
+    run_order_window = Float(
+        None,
+        allow_none=True,
+        config=True,
+        help="Deprecated and ignored: the execution order no longer waits a fixed time "
+        "for requests to arrive (see run_order_grace).",
     )
     output_batch_interval = Float(
         0.01,
@@ -300,6 +309,11 @@ class YdocOutputsApp(ExtensionApp):
 
         # Before our settings are made: old settings applied, rivals' replacements undone.
         page_config = apply_legacy_settings(self, self.log)
+        if self.run_order_window is not None:
+            self.log.warning(
+                "YdocOutputsApp.run_order_window is deprecated and ignored: no execution "
+                "request waits a fixed time any more (see YdocOutputsApp.run_order_grace)"
+            )
         undo_rivals(self)
         super().initialize()  # type: ignore[no-untyped-call]
         # Our routes first, whatever loaded before; the stock frontend kept in the page.
@@ -341,7 +355,7 @@ class YdocOutputsApp(ExtensionApp):
         self.execution = ExecutionService(
             serverapp.kernel_manager,
             self.room_manager,
-            self.run_order_window,
+            self.run_order_grace,
             self.output_batch_interval,
             flood_trim_threshold=self.malloc_trim_threshold or None,
         )

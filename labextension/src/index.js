@@ -14,7 +14,17 @@
 // models with the new trust, and writes nothing to the document when the key is already
 // what it says.
 
-import { INotebookTracker } from '@jupyterlab/notebook';
+//
+// A second plugin, `ydoc-outputs:schedule`, marks a code cell running in the shared
+// document right before the page posts it for execution, as stock JupyterLab's
+// `CodeCell.execute` does when the page runs cells itself. Run All marks and posts its
+// cells in one synchronous loop, so the server learns which cells are coming, in
+// document order, before their requests arrive (in any order): it runs them in that
+// order and makes no request wait for a cell that no page marked (docs/architecture.md,
+// "Execution order"). Every page shows the queued cells as `[*]` at once.
+
+import { PageConfig } from '@jupyterlab/coreutils';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 
 const PLUGIN_ID = 'ydoc-outputs:trust';
 
@@ -78,4 +88,36 @@ const plugin = {
   }
 };
 
-export default plugin;
+/** Mark a code cell as the stock page marks one it runs, before its request goes out. */
+function markScheduled(_, { cell }) {
+  const model = cell && !cell.isDisposed ? cell.model : null;
+  if (!model || model.type !== 'code' || model.executionState === 'running') {
+    return;
+  }
+  model.executionState = 'running';
+}
+
+/** The request did not go through (network error, refused): the server will not run
+ * the cell, so its mark goes, as stock leaves a cell whose execution failed to start. */
+function unmarkFailed(_, { cell, success }) {
+  const model = cell && !cell.isDisposed ? cell.model : null;
+  if (success || !model || model.type !== 'code' || model.executionState !== 'running') {
+    return;
+  }
+  model.executionState = 'idle';
+}
+
+const schedule = {
+  id: 'ydoc-outputs:schedule',
+  description: 'Code cells show as queued at once, and the server runs them in order.',
+  autoStart: true,
+  activate: () => {
+    if (PageConfig.getOption('serverSideExecution') !== 'true') {
+      return;
+    }
+    NotebookActions.executionScheduled.connect(markScheduled);
+    NotebookActions.executed.connect(unmarkFailed);
+  }
+};
+
+export default [plugin, schedule];

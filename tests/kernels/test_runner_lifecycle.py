@@ -18,6 +18,7 @@ from jupyter_ydoc import YNotebook
 
 from ydoc_outputs.kernels.service import ExecutionService
 from ydoc_outputs.outputs.reducer import OutputReducer
+from ydoc_outputs.rooms.cells import CellIndex
 from ydoc_outputs.ydoc.writer import OutputWriter
 
 ROOM = "json:notebook:lifecycle"
@@ -46,6 +47,7 @@ class Room:
         )  # fmt: skip
         self.reducer = OutputReducer()
         self.writer = OutputWriter(self.ynotebook)
+        self.cells = CellIndex(self.ynotebook.ycells)
         self.busy = 0
         self.changed = asyncio.Event()
         self.ynotebook.ydoc.observe(lambda _e: self.changed.set())
@@ -103,7 +105,7 @@ async def kernels(tmp_path: Path) -> AsyncIterator[AsyncMappingKernelManager]:
 async def test_a_shut_down_kernel_forgets_its_runner(kernels: AsyncMappingKernelManager):
     kernel_id = await kernels.start_kernel(kernel_name="python3")
     room = Room([LOOP, "print('queued')"])
-    service = ExecutionService(kernels, Rooms(room), 0.05)  # type: ignore[arg-type]
+    service = ExecutionService(kernels, Rooms(room), 0.5)  # type: ignore[arg-type]
     await service.submit(kernel_id, room, "c0", LOOP, 0)  # type: ignore[arg-type]
     await service.submit(kernel_id, room, "c1", "print('queued')", 1)  # type: ignore[arg-type]
     runner = service.runner(kernel_id)
@@ -134,7 +136,7 @@ async def test_stopping_the_service_ends_running_and_queued_cells(
 ):
     kernel_id = await kernels.start_kernel(kernel_name="python3")
     room = Room([LOOP, "print('queued')"])
-    service = ExecutionService(kernels, Rooms(room), 0.05)  # type: ignore[arg-type]
+    service = ExecutionService(kernels, Rooms(room), 0.5)  # type: ignore[arg-type]
     await service.submit(kernel_id, room, "c0", LOOP, 0)  # type: ignore[arg-type]
     await service.submit(kernel_id, room, "c1", "print('queued')", 1)  # type: ignore[arg-type]
     runner = service.runner(kernel_id)
@@ -159,7 +161,7 @@ async def test_no_output_is_lost_while_the_event_loop_is_blocked(
     code = f"for i in range({lines}):\n    print(i, flush=True)"
     kernel_id = await kernels.start_kernel(kernel_name="python3")
     room = Room([code])
-    service = ExecutionService(kernels, Rooms(room), 0.05)  # type: ignore[arg-type]
+    service = ExecutionService(kernels, Rooms(room), 0.5)  # type: ignore[arg-type]
     await service.submit(kernel_id, room, "c0", code, 0)  # type: ignore[arg-type]
     await room.wait_for(lambda: room.text("c0").startswith("0\n"))
     time.sleep(BLOCKED_SECONDS)  # the whole event loop: no iopub is read meanwhile

@@ -13,6 +13,7 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..kernels.queue import sent_time
 from ..rooms.manager import RoomError, RoomManager
 from .base import ExtensionAPIHandler
 
@@ -58,23 +59,21 @@ class ExecuteHandler(ExtensionAPIHandler):
             room = await rooms.get_notebook_room(document_id)
         except RoomError as e:
             raise web.HTTPError(e.status, e.message) from e
-        # The cell's place among the code cells: Run All's order, and 0 means no cell
-        # can be meant to run before it (it does not wait for siblings to arrive).
-        position, ycell = -1, None
-        for candidate in room.ynotebook.ycells:
-            if candidate.get("cell_type") == "code":
-                position += 1
-            if candidate.get("id") == cell_id:
-                ycell = candidate
-                break
-        if ycell is None:
+        # The cell's place among the code cells, should it be gone when the queue decides.
+        found = room.cells.find(cell_id)
+        if found is None:
             rooms.maybe_clean_up(room)
             raise web.HTTPError(404, f"no cell {cell_id!r} in {document_id!r}")
+        ycell, position = found
         if ycell.get("cell_type") != "code":
             rooms.maybe_clean_up(room)
             raise web.HTTPError(400, f"cell {cell_id!r} is not a code cell")
         code = str(ycell["source"])
-        await self.extension.execution.submit(kernel_id, room, cell_id, code, position)
+        await self.extension.execution.submit(
+            kernel_id, room, cell_id, code, position,
+            sent=sent_time(self.request.query),
+            sender=getattr(user, "username", None) if user is not None else None,
+        )  # fmt: skip
         self.set_status(202)
         self.finish(
             {

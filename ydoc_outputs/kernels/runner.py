@@ -29,7 +29,7 @@ from ..rooms.room import NotebookRoom
 from .faults import CellWatch, Fault, KernelSnapshot, Verdict
 from .monitor import POLL_INTERVAL, KernelMonitor
 from .pump import IopubPump, KernelConnection
-from .queue import ExecutionQueue, ExecutionRequest
+from .queue import DocumentView, ExecutionQueue, ExecutionRequest
 from .websocket import tell_pages
 from .widgets import WidgetStateWriter
 
@@ -98,8 +98,10 @@ class KernelRunner:
         kernel_manager: Any,
         rooms: RoomManager,
         router: ParentRouter,
-        order_window: float,
         *,
+        order_grace: float,
+        active: Callable[[str], set[str]] = lambda _document_id: set(),
+        on_end: Callable[[ExecutionRequest], None] | None = None,
         on_gone: Callable[[KernelRunner], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
         batch_interval: float = 0.0,
@@ -115,13 +117,20 @@ class KernelRunner:
                 again, so that output arriving meanwhile goes into one Y transaction.
             trimmer: Told how much stream text goes through, to give memory back after
                 large output (see heap.py).
+            order_grace: How long a document's expected cells are waited for after its
+                last request (queue.py).
+            active: The cells of a document taken to run, on any kernel (queue.py).
+            on_end: Told of each request once it has ended (run, cancelled or refused).
         """
         self._trimmer = trimmer
         self.kernel_id = kernel_id
         self._rooms = rooms
         self._router = router
         self._on_gone = on_gone
-        self.queue = ExecutionQueue(order_window)
+        self._on_end = on_end
+        self.queue = ExecutionQueue(
+            self._document_view, active, grace=order_grace, on_stale=self._unmark
+        )
         self._monitor = KernelMonitor(
             kernel_id,
             kernel_manager,
@@ -202,12 +211,34 @@ class KernelRunner:
         return self._running.msg_id if self._running is not None else None
 
     def submit(self, request: ExecutionRequest, room: NotebookRoom) -> None:
-        """Queue a cell; its outputs are cleared and it shows as running at once."""
+        """Queue a cell; its outputs are cleared and it shows as running at once.
+
+        A request of a run that an error ended (its cell was already marked when the
+        error came) ends at once, as the kernel's ``stop_on_error`` aborts it in stock.
+        """
         self._rooms.hold(room)
+        if not self.queue.put(request):
+            self._end(request, None, None)
+            return
         self.widgets.runs_cells_of(request.document_id)
         room.reducer.start_cell(request.cell_id)
         room.writer.apply(room.reducer.flush())
-        self.queue.put(request)
+
+    def _document_view(self, document_id: str) -> DocumentView | None:
+        """The code cells of a document as the queue needs them (queue.py)."""
+        room = self._rooms.notebook_room(document_id)
+        return room.cells.view() if room is not None else None
+
+    def _unmark(self, document_id: str, cell_ids: set[str]) -> None:
+        """Show as idle cells a page marked running whose request never came (or that
+        an error aborted)."""
+        room = self._rooms.notebook_room(document_id)
+        if room is None or not cell_ids:
+            return
+        log.info("cells %s of %s were marked to run, but not run", sorted(cell_ids), document_id)
+        for cell_id in sorted(cell_ids):
+            room.reducer.feed(cell_id, _IDLE)
+        room.writer.apply(room.reducer.flush())
 
     # -- the kernel's lifecycle --------------------------------------------------------
 
@@ -507,8 +538,11 @@ class KernelRunner:
         else:
             self._end(run.request, None, None, idle_date=run.idle_date)
             if run.errored:
-                # Like stop_on_error in the classic frontend: an error aborts the queue.
+                # Like stop_on_error in the classic frontend: an error aborts the queue,
+                # and what the page is still sending of the same run.
                 self._cancel_queued()
+                document_id = run.request.document_id
+                self._unmark(document_id, self.queue.abort_expected(document_id))
         if not run.ended.done():
             run.ended.set_result(verdict)
 
@@ -529,6 +563,8 @@ class KernelRunner:
     ) -> None:
         """End a request that will get no (more) kernel output, releasing its room.
         ``idle_date``: the header date of the kernel's idle, when it ended normally."""
+        if self._on_end is not None:
+            self._on_end(request)
         room = self._rooms.notebook_room(request.document_id)
         if room is None:
             return

@@ -30,13 +30,16 @@ class ExecutionService:
         self,
         kernel_manager: Any,
         rooms: RoomManager,
-        order_window: float,
+        order_grace: float,
         batch_interval: float = 0.0,
         flood_trim_threshold: int | None = None,
     ) -> None:
         self._kernels = kernel_manager
         self._rooms = rooms
-        self._order_window = order_window
+        self._order_grace = order_grace
+        #: Per document, the cells taken to run and not ended yet (on any kernel), with
+        #: how many requests of each.
+        self._active: dict[str, dict[str, int]] = {}
         self._batch_interval = batch_interval
         self._trimmer = HeapTrimmer(flood_trim_threshold=flood_trim_threshold)
         self.router = ParentRouter()
@@ -53,9 +56,21 @@ class ExecutionService:
         return self._runners.get(kernel_id)
 
     async def submit(
-        self, kernel_id: str, room: NotebookRoom, cell_id: str, code: str, position: int
+        self,
+        kernel_id: str,
+        room: NotebookRoom,
+        cell_id: str,
+        code: str,
+        position: int,
+        *,
+        sent: int | None = None,
+        sender: str | None = None,
     ) -> ExecutionRequest:
-        """Queue ``cell_id`` of ``room`` on ``kernel_id``; returns at once."""
+        """Queue ``cell_id`` of ``room`` on ``kernel_id``; returns at once.
+
+        ``sent``: when the page sent the request, in its clock's milliseconds; ``sender``:
+        the user (see queue.py).
+        """
         runner = self._runners.get(kernel_id)
         if runner is None:
             runner = KernelRunner(
@@ -63,16 +78,34 @@ class ExecutionService:
                 self._kernels,
                 self._rooms,
                 self.router,
-                self._order_window,
+                order_grace=self._order_grace,
+                active=self.active_cells,
+                on_end=self._ended,
                 on_gone=self._runner_gone,
                 batch_interval=self._batch_interval,
                 trimmer=self._trimmer,
             )
             await runner.start()
             self._runners[kernel_id] = runner
-        request = ExecutionRequest(room.name, cell_id, code, position)
+        request = ExecutionRequest(room.name, cell_id, code, position, sent, sender)
+        cells = self._active.setdefault(room.name, {})
+        cells[cell_id] = cells.get(cell_id, 0) + 1
         runner.submit(request, room)
         return request
+
+    def active_cells(self, document_id: str) -> set[str]:
+        """The cells of a document taken to run (queued or running) and not ended."""
+        return set(self._active.get(document_id, ()))
+
+    def _ended(self, request: ExecutionRequest) -> None:
+        cells = self._active.get(request.document_id)
+        if cells is None or request.cell_id not in cells:
+            return
+        cells[request.cell_id] -= 1
+        if not cells[request.cell_id]:
+            del cells[request.cell_id]
+            if not cells:
+                del self._active[request.document_id]
 
     def _runner_gone(self, runner: KernelRunner) -> None:
         # Called from the runner's own task, which stopping cancels: stop it from another.

@@ -22,6 +22,7 @@ from ..store.persistence import RoomPersistence
 from ..store.spill import SpillStore
 from ..store.ystore import UpdateStore
 from ..ydoc.writer import SERVER_ORIGIN, OutputWriter, truncation_marker
+from .cells import CellIndex
 from .protocol import CLOSE_BAD_REQUEST, SYNC_MESSAGE, FrameReader
 from .sync import AWARENESS_INTERVAL, EMPTY_UPDATE, AnswerCache, Client, SyncRoom
 
@@ -246,6 +247,14 @@ class NotebookRoom(DocumentRoom):
             on_change=self.autosaver.mark_changed,
             on_trust=self.sync.forget_answer,
         )
+        #: Where each cell is and which ones a page marked to run (the execution order).
+        self.cells = CellIndex(self.ynotebook.ycells)
+
+    def admit(self, message: bytes) -> None:
+        self.guard.changed_structure = False  # not an update: unchanged
+        super().admit(message)
+        if self.guard.changed_structure:
+            self.cells.client_changed()
 
     async def stop(self) -> None:
         await super().stop()
