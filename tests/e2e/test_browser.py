@@ -111,6 +111,36 @@ async def test_run_all_runs_cells_in_order(lab: Server, pages: Pages):
     ]  # fmt: skip
 
 
+async def test_run_all_of_a_40_cell_chain_runs_in_order_five_times(lab: Server, pages: Pages):
+    """Every cell needs the one before it: a cell run out of order fails (NameError or
+    AssertionError). Run All from the menu, five times in a row, on one page."""
+    sources = ["import time\ntime.sleep(0.5)\nran = [0]"] + [
+        f"assert ran[-1] == {i - 1}, ran\nran.append({i})" for i in range(1, 40)
+    ]
+    path, ids = write_notebook(lab.root, "chain40.ipynb", sources)
+    page = await pages.open_notebook(path)
+    async with httpx.AsyncClient(
+        base_url=lab.url, headers={"Authorization": f"token {TOKEN}"}
+    ) as http:
+        last = 0
+        for repetition in range(5):
+            await menu(page, "Run", "runmenu:run-all")
+            for _ in range(600):
+                cells = (await http.get(f"/api/ydoc-outputs/export/{path}")).json()["cells"]
+                counts = [c["execution_count"] for c in cells]
+                if all(isinstance(n, int) and n > last for n in counts):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"run {repetition} did not finish: {counts}")
+            assert counts == list(range(last + 1, last + 41)), (repetition, counts)
+            errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+            assert errors == [], (repetition, errors)
+            assert [c["id"] for c in cells] == ids
+            last = counts[-1]
+    await wait_kernel_idle(page)
+
+
 async def test_interrupt_and_restart_from_the_ui(lab: Server, pages: Pages):
     path, _ = write_notebook(
         lab.root,
