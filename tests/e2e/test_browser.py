@@ -1,4 +1,4 @@
-"""Stock JupyterLab 4 in headless Chromium against the extension: no frontend code of ours."""
+"""Stock JupyterLab 4 in headless Chromium against the extension and its prebuilt page plugin."""
 
 from __future__ import annotations
 
