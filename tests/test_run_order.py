@@ -73,6 +73,19 @@ async def test_a_mark_without_its_request_holds_later_cells_only_for_the_grace(
     await client.disconnect()
 
 
+async def test_a_mark_alone_is_set_idle_once_the_grace_is_over(server: Server, session: Session):
+    """A page marked a cell and never posted it, and nothing else is run: the [*] does
+    not stay forever."""
+    path, cells = write_notebook(server.root, "lone-mark.ipynb", ["a = 1"])
+    client = await session.client(path)
+    room = (await session.open(path))["room"]
+    mark(client, cells[0])
+    await client.wait_for(lambda: client.state(cells[0]) == "running")
+    await client.wait_for(lambda: client.state(cells[0]) == "idle", timeout=10)
+    assert f"cells ['{cells[0]}'] of {room} were marked to run, but not run" in server.log()
+    await client.disconnect()
+
+
 GRACE = 3.0
 
 

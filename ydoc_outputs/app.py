@@ -359,6 +359,7 @@ class YdocOutputsApp(ExtensionApp):
             self.output_batch_interval,
             flood_trim_threshold=self.malloc_trim_threshold or None,
         )
+        self.room_manager.on_cells_changed = self.execution.cells_changed
         self.websocket_limits = WebsocketLimits(
             max_message_bytes=self.websocket_max_message_bytes,
             max_awareness_bytes=self.awareness_max_bytes,

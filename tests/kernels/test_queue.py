@@ -25,7 +25,7 @@ class Document:
 
     def queue(self, grace: float = GRACE) -> ExecutionQueue:
         return ExecutionQueue(
-            lambda _d: DocumentView(dict(self.positions), set(self.marked)),
+            lambda _d, _active: DocumentView(dict(self.positions), set(self.marked)),
             lambda _d: set(self.active),
             grace=grace,
             on_stale=lambda _d, cells: self.stale.append(set(cells)),

@@ -80,7 +80,7 @@ class ExecutionQueue:
 
     def __init__(
         self,
-        view: Callable[[str], DocumentView | None],
+        view: Callable[[str, set[str]], DocumentView | None],
         active: Callable[[str], set[str]],
         *,
         grace: float,
@@ -88,7 +88,8 @@ class ExecutionQueue:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Args:
-        view: What a document shows now (None: the document is gone).
+        view: What a document shows now (None: the document is gone); its marks may
+            leave out the cells of the given set, which the queue ignores anyway.
         active: The cells of a document the server has taken to run (queued or running,
             on any kernel): their marks are the server's own.
         grace: Seconds after a document's last request during which its expected cells
@@ -145,10 +146,9 @@ class ExecutionQueue:
 
     def expected(self, document_id: str) -> set[str]:
         """The cells of a document marked running whose request has not arrived."""
-        view = self._view(document_id)
-        if view is None or not view.marked:
-            return set()
-        return view.marked - self._active(document_id)
+        active = self._active(document_id)
+        view = self._view(document_id, active)
+        return view.marked - active if view is not None else set()
 
     def next_ready(self) -> tuple[ExecutionRequest | None, float | None]:
         """The request to run now, removed from the queue; else None and how long to
@@ -157,7 +157,8 @@ class ExecutionQueue:
             return None, None
         document_id = self._items[0].document_id
         group = [r for r in self._items if r.document_id == document_id]
-        view = self._view(document_id)
+        active = self._active(document_id)
+        view = self._view(document_id, active)
         positions = view.positions if view is not None else {}
 
         def position(r: ExecutionRequest) -> int:
@@ -168,7 +169,7 @@ class ExecutionQueue:
             chosen = min(group, key=lambda r: (r.sent, position(r)))
         else:
             chosen = min(group, key=position)
-        expected = self.expected(document_id) if view is not None else set()
+        expected = view.marked - active if view is not None else set()
         before = {c for c in expected if c in positions and positions[c] < position(chosen)}
         if before:
             wait = self._last_arrival[document_id] + self._grace - self._clock()

@@ -224,10 +224,10 @@ class KernelRunner:
         room.reducer.start_cell(request.cell_id)
         room.writer.apply(room.reducer.flush())
 
-    def _document_view(self, document_id: str) -> DocumentView | None:
+    def _document_view(self, document_id: str, active: set[str]) -> DocumentView | None:
         """The code cells of a document as the queue needs them (queue.py)."""
         room = self._rooms.notebook_room(document_id)
-        return room.cells.view() if room is not None else None
+        return room.cells.view(skip=active) if room is not None else None
 
     def _unmark(self, document_id: str, cell_ids: set[str]) -> None:
         """Show as idle cells a page marked running whose request never came (or that

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ..heap import HeapTrimmer
+from ..outputs.ops import KernelMessage
 from ..outputs.routing import ParentRouter
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
@@ -21,6 +23,8 @@ from .runner import KernelRunner
 __all__ = ["ExecutionService"]
 
 log = logging.getLogger(__name__)
+
+_IDLE: KernelMessage = {"header": {"msg_type": "status"}, "content": {"execution_state": "idle"}}
 
 
 class ExecutionService:
@@ -40,6 +44,11 @@ class ExecutionService:
         #: Per document, the cells taken to run and not ended yet (on any kernel), with
         #: how many requests of each.
         self._active: dict[str, dict[str, int]] = {}
+        #: Per document, when its last execute request arrived and when a client last
+        #: changed its cells (monotonic), and the pending check for marks left behind.
+        self._last_request: dict[str, float] = {}
+        self._last_marks: dict[str, float] = {}
+        self._sweeps: dict[str, asyncio.TimerHandle] = {}
         self._batch_interval = batch_interval
         self._trimmer = HeapTrimmer(flood_trim_threshold=flood_trim_threshold)
         self.router = ParentRouter()
@@ -88,10 +97,42 @@ class ExecutionService:
             await runner.start()
             self._runners[kernel_id] = runner
         request = ExecutionRequest(room.name, cell_id, code, position, sent, sender)
+        self._last_request[room.name] = request.arrived
         cells = self._active.setdefault(room.name, {})
         cells[cell_id] = cells.get(cell_id, 0) + 1
         runner.submit(request, room)
         return request
+
+    def cells_changed(self, room: NotebookRoom) -> None:
+        """A client changed cells of ``room`` beyond their text: if that marked cells to
+        run, check once the grace is over that their requests came."""
+        name = room.name
+        self._last_marks[name] = time.monotonic()
+        if name not in self._sweeps:
+            loop = asyncio.get_running_loop()
+            self._sweeps[name] = loop.call_later(self._order_grace, self._sweep, name)
+
+    def _sweep(self, name: str) -> None:
+        """Set idle the cells a page marked to run whose request did not come while
+        requests of their document kept arriving (the page went away in between)."""
+        del self._sweeps[name]
+        room = self._rooms.notebook_room(name)
+        if room is None:
+            self._last_marks.pop(name, None)
+            return
+        quiet_since = max(self._last_marks.get(name, 0.0), self._last_request.get(name, 0.0))
+        left = quiet_since + self._order_grace - time.monotonic()
+        if left > 0:
+            self._sweeps[name] = asyncio.get_running_loop().call_later(left, self._sweep, name)
+            return
+        self._last_marks.pop(name, None)
+        active = self.active_cells(name)
+        stale = room.cells.view(skip=active).marked - active
+        if stale:
+            log.info("cells %s of %s were marked to run, but not run", sorted(stale), name)
+            for cell_id in sorted(stale):
+                room.reducer.feed(cell_id, _IDLE)
+            room.writer.apply(room.reducer.flush())
 
     def active_cells(self, document_id: str) -> set[str]:
         """The cells of a document taken to run (queued or running) and not ended."""
@@ -122,6 +163,9 @@ class ExecutionService:
             await runner.stop(Fault.SHUT_DOWN)
 
     async def stop(self) -> None:
+        for sweep in self._sweeps.values():
+            sweep.cancel()
+        self._sweeps.clear()
         self._trimmer.stop()
         runners, self._runners = list(self._runners.values()), {}
         for runner in runners:

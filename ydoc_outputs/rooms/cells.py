@@ -71,6 +71,11 @@ class CellIndex:
         ycell = self._ycells[i]
         return ycell if isinstance(ycell, Map) and ycell.get("id") == cell_id else None
 
+    def cell(self, cell_id: str) -> Map[Any] | None:
+        """The cell with this id (the first, if the id is duplicated), or None."""
+        found = self.find(cell_id)
+        return found[0] if found is not None else None
+
     def find(self, cell_id: str) -> tuple[Map[Any], int] | None:
         """The cell with this id and its index among the code cells (-1 for other
         cells), or None if there is none."""
@@ -84,13 +89,16 @@ class CellIndex:
             return None
         return ycell, self._positions.get(cell_id, -1)
 
-    def view(self) -> DocumentView:
-        """The code cells' order and the ones marked running now."""
+    def view(self, skip: set[str] | frozenset[str] = frozenset()) -> DocumentView:
+        """The code cells' order and the ones marked running now; the marks of the cells
+        in ``skip`` (the ones the server runs or queued) may be out of date."""
         if self._stale:
             self._rebuild()
         else:
             # The server sets cells idle as they end: only those can have lost a mark.
             for cell_id in list(self._marked):
+                if cell_id in skip:
+                    continue
                 ycell = self._cell(cell_id)
                 if ycell is None:
                     self._rebuild()

@@ -92,6 +92,9 @@ class RoomManager:
         self.output_url = output_url
         #: Whether runs record ``metadata.execution`` (JupyterLab's recordTiming).
         self.record_timing = record_timing
+        #: Told when a client changed a notebook's cells beyond their text (a page marks
+        #: the cells it runs so): the execution service checks for marks left behind.
+        self.on_cells_changed: Callable[[NotebookRoom], None] | None = None
         #: The whole-document answers to fresh clients that the rooms keep, in one budget.
         self.answers = AnswerCache(sync_cache_bytes)
         #: Seconds between two awareness updates to a room's clients.
@@ -243,6 +246,7 @@ class RoomManager:
                 spill_root=self.spill_root,
                 output_url=self.output_url,
                 record_timing=self.record_timing,
+                on_cells_changed=self._cells_changed,
                 **options,
             )
         else:
@@ -260,6 +264,10 @@ class RoomManager:
             self.events.session(name, "load", f"Content loaded from {source}.", path=path)
             self.events.session(name, "initialize", "Room initialized", path=path)
         return room
+
+    def _cells_changed(self, room: NotebookRoom) -> None:
+        if self.on_cells_changed is not None:
+            self.on_cells_changed(room)
 
     async def _save(self, room: DocumentRoom) -> str | None:
         """Save through the contents manager; return the file's new hash.

@@ -218,6 +218,7 @@ class NotebookRoom(DocumentRoom):
         spill_root: Path | None = None,
         output_url: Callable[[str, str], str] | None = None,
         record_timing: bool = False,
+        on_cells_changed: Callable[[NotebookRoom], None] | None = None,
     ) -> None:
         super().__init__(
             key,
@@ -229,6 +230,7 @@ class NotebookRoom(DocumentRoom):
             awareness_interval=awareness_interval,
         )
         self.reducer = OutputReducer(limits, record_timing=record_timing)
+        self._on_cells_changed = on_cells_changed
         #: Outputs dropped from truncated cells (None: they are discarded).
         self.spill = (
             SpillStore(spill_root, key.name, former=key.file_id) if spill_root is not None else None
@@ -240,21 +242,24 @@ class NotebookRoom(DocumentRoom):
 
         # A fresh client's kept answer predates the trust: it would build the cell from
         # it untrusted, and the change after would not reach its model.
+        #: Where each cell is and which ones a page marked to run (the execution order).
+        self.cells = CellIndex(self.ynotebook.ycells)
         self.writer = OutputWriter(
             self.ynotebook,
             self.spill,
             marker,
             on_change=self.autosaver.mark_changed,
             on_trust=self.sync.forget_answer,
+            find=self.cells.cell,
         )
-        #: Where each cell is and which ones a page marked to run (the execution order).
-        self.cells = CellIndex(self.ynotebook.ycells)
 
     def admit(self, message: bytes) -> None:
         self.guard.changed_structure = False  # not an update: unchanged
         super().admit(message)
         if self.guard.changed_structure:
             self.cells.client_changed()
+            if self._on_cells_changed is not None:
+                self._on_cells_changed(self)
 
     async def stop(self) -> None:
         await super().stop()

@@ -158,12 +158,15 @@ class OutputWriter:
         marker: MarkerFactory = default_marker,
         on_change: Callable[[], None] | None = None,
         on_trust: Callable[[], None] | None = None,
+        find: Callable[[str], Map[Any] | None] | None = None,
     ) -> None:
         """Write into ``ynotebook``; ``on_change`` is called after a transaction that
         changed what the notebook saves (anything but a cell's execution state), and
         ``on_trust`` after one that trusted a cell that was not (pages read a cell's
-        trust only when they build it)."""
+        trust only when they build it). ``find`` looks a cell up by id (the room's cell
+        index); without it each transaction walks the cells."""
         self._ynotebook = ynotebook
+        self._find = find
         self._on_change = on_change
         self._on_trust = on_trust
         self._trusted = False
@@ -204,6 +207,12 @@ class OutputWriter:
 
     def _index_cells(self, wanted: set[str]) -> dict[str, Map[Any]]:
         found: dict[str, Map[Any]] = {}
+        if self._find is not None:
+            for cell_id in wanted:
+                ycell = self._find(cell_id)
+                if ycell is not None and ycell.get("cell_type") == "code":
+                    found[cell_id] = ycell
+            return found
         for ycell in self._ynotebook.ycells:
             cell_id = ycell.get("id")
             if cell_id in wanted and cell_id not in found and ycell.get("cell_type") == "code":
