@@ -54,6 +54,29 @@ async def test_run_all_posted_in_order_at_once_runs_in_document_order(
     await client.disconnect()
 
 
+async def test_an_error_in_a_run_all_stops_it_there(server: Server, session: Session):
+    """The cell after a failing one may already be in the kernel (sent ahead): the
+    kernel aborts it, and it ends as the queued ones do, idle with no count."""
+    sources = ["import time\ntime.sleep(0.2)\na = 1", "raise ValueError('stop')", "b = 2", "c = 3"]
+    path, cells = write_notebook(server.root, "run-all-fails.ipynb", sources)
+    kernel, room, client = await session.prepare(path)
+    await run_as_the_page_does(session.http, client, kernel, room, cells)
+    await run_to_idle(client, cells[1])
+    for cell in cells[2:]:
+        await client.wait_for(lambda cell=cell: client.state(cell) == "idle")
+    assert client.outputs(cells[1])[-1]["ename"] == "ValueError"
+    assert [client.cell(c)["execution_count"] for c in cells[2:]] == [None, None]
+    assert [client.outputs(c) for c in cells[2:]] == [[], []]
+    r = await session.http.post(
+        f"/api/kernels/{kernel}/execute", json={"cell_id": cells[3], "document_id": room}
+    )
+    assert r.status_code == 202
+    await run_to_idle(client, cells[3])
+    reply = await session.http.get(f"/api/ydoc-outputs/export/{path}")
+    assert "NameError" not in reply.text
+    await client.disconnect()
+
+
 async def test_a_mark_without_its_request_holds_later_cells_only_for_the_grace(
     server: Server, session: Session
 ):

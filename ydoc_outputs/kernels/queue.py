@@ -139,6 +139,11 @@ class ExecutionQueue:
             self._aborted.pop(document_id, None)
         return expected
 
+    def put_back(self, request: ExecutionRequest) -> None:
+        """Return a request that was taken but not run (it keeps its place)."""
+        self._items.insert(0, request)
+        self._changed.set()
+
     def take_all(self) -> list[ExecutionRequest]:
         """Remove and return every queued request."""
         items, self._items = self._items, []

@@ -149,6 +149,8 @@ class KernelRunner:
         self._tasks: list[asyncio.Task[None]] = []
         #: The cell that runs now, and the one taken from the queue that waits to run.
         self._running: _Run | None = None
+        #: The cell sent to the kernel behind the running one (see _work).
+        self._next: _Run | None = None
         self._pending: ExecutionRequest | None = None
         #: kernel_info msg_id -> resolved when iopub delivers a message it caused.
         self._handshakes: dict[str, asyncio.Future[Any]] = {}
@@ -338,6 +340,9 @@ class KernelRunner:
                     run.watch.observe(self._monitor.snapshot())
                     run.watch.finish()
                     run.idle_date = msg.get("header", {}).get("date")
+                    # Ended now, not after the batch: the rest of it may be the next
+                    # cell's, sent behind this one, which becomes the running cell.
+                    self._evaluate()
                     continue
             elif msg_type == "shutdown_reply":
                 # ipykernel broadcasts it the moment it is asked to shut down.
@@ -405,26 +410,51 @@ class KernelRunner:
     # -- execution ---------------------------------------------------------------------
 
     async def _work(self) -> None:
+        """Send queued cells to the kernel, one cell ahead of the running one.
+
+        The kernel runs execute requests in the order it gets them, so the next cell is
+        sent while the running one still runs: it starts the moment the kernel is free,
+        as it does when a page sends all of a Run All at once, instead of after a round
+        trip through the server. Only one is sent ahead, and only behind a cell that has
+        not failed nor met a fault: with ``stop_on_error`` the kernel aborts it if the
+        running cell fails (busy, an aborted reply and idle, without a count: as stock
+        leaves a cell that did not run).
+        """
         while True:
+            while self._next is not None and self._running is not None:
+                await asyncio.wait({self._running.ended})
             request = await self.queue.get()
-            self._pending = request
-            try:
-                await self._handshake()
-            except _Unusable as e:
-                self._pending = None
-                self._end(request, *e.fault.cancelled())
-                self._cancel_queued()
+            head = self._running
+            if head is not None and not self._may_follow(head):
+                # Back into the queue: an error of the running cell cancels it there.
+                self.queue.put_back(request)
+                await asyncio.wait({head.ended})
                 continue
-            self._pending = None
+            if head is None:
+                self._pending = request
+                try:
+                    await self._handshake()
+                except _Unusable as e:
+                    self._pending = None
+                    self._end(request, *e.fault.cancelled())
+                    self._cancel_queued()
+                    continue
+                self._pending = None
             try:
-                await self._run(request)
-            except asyncio.CancelledError:
-                raise
+                self._send(request)
             except Exception:
                 log.exception("execution of cell %s failed", request.cell_id)
-                if self._running is not None and self._running.request is request:
-                    self._running = None
                 self._end(request, "ServerError", "ydoc-outputs could not run this cell")
+
+    def _may_follow(self, head: _Run) -> bool:
+        """Whether a cell may be sent behind ``head`` now."""
+        return (
+            self._connected
+            and not head.errored
+            and not head.ended.done()
+            and not head.watch.stopping
+            and head.watch.verdict() is None
+        )
 
     async def _handshake(self) -> None:
         """Wait until iopub delivers from the kernel's current process.
@@ -479,9 +509,11 @@ class KernelRunner:
         self._pump.renew()
         await self._pump.drain()
 
-    async def _run(self, request: ExecutionRequest) -> None:
+    def _send(self, request: ExecutionRequest) -> None:
+        """Send a cell to the kernel: it runs now, or next behind the running one."""
         room = self._rooms.notebook_room(request.document_id)
         if room is None:  # cannot happen while held, but never hang on it
+            self._end(request, None, None)
             return
         room.reducer.start_cell(request.cell_id)
         room.writer.apply(room.reducer.flush())
@@ -489,8 +521,10 @@ class KernelRunner:
         msg_id = self._client.execute(request.code, allow_stdin=False, stop_on_error=True)
         self._router.add(msg_id, Route(request.document_id, request.cell_id))
         run = _Run(request, msg_id, CellWatch(process))
-        self._running = run
-        await run.ended
+        if self._running is None:
+            self._running = run
+        else:
+            self._next = run
 
     def _evaluate(self) -> None:
         """End the running cell if how it ends is known (called by the pump)."""
@@ -522,7 +556,7 @@ class KernelRunner:
         """End the running cell: idle, after an error output if a fault cut it short."""
         if self._running is not run:
             return
-        self._running = None
+        self._running, following, self._next = self._next, self._next, None
         if run.grace is not None:
             run.grace.cancel()
         self._sync_captured()
@@ -534,6 +568,13 @@ class KernelRunner:
             self._connected = False
             self._pump.renew()
             self._end(run.request, *fault.error())
+            if following is not None:
+                # Sent to a process that is gone: it will never run.
+                self._running = None
+                self._router.discard(following.msg_id)
+                self._end(following.request, None, None)
+                if not following.ended.done():
+                    following.ended.set_result(verdict)
             self._cancel_queued()
         else:
             self._end(run.request, None, None, idle_date=run.idle_date)
