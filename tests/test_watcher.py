@@ -19,9 +19,13 @@ class Manager:
         self.closed: list[Any] = []
         self.store = None
         self.rooms: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def path_of(self, file_id: str) -> str | None:
         return self.path
+
+    def file_lock(self, file_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(file_id, asyncio.Lock())
 
     async def close_deleted(self, room: Any) -> None:
         self.closed.append(room)

@@ -214,10 +214,14 @@ class RoomManager:
             raise RoomError(404, f"no file with id {key.file_id!r}")
         kind = key.kind
         try:
-            model = await read_file(
-                self._contents, path, content=True, type=kind.contents_type, format=kind.format,
-                require_hash=True,
-            )  # fmt: skip
+            # Not while another room of the file saves it: the contents manager rewrites
+            # a file in place, and a read in between found it empty or cut (a chat room
+            # then opened on a notebook being saved; found by tests/test_model.py).
+            async with self.file_lock(key.file_id):
+                model = await read_file(
+                    self._contents, path, content=True, type=kind.contents_type,
+                    format=kind.format, require_hash=True,
+                )  # fmt: skip
         except HTTPError as e:
             status = 404 if e.status_code == 404 else 400
             raise RoomError(status, f"cannot open {path!r}: {e.log_message}") from e
@@ -278,10 +282,11 @@ class RoomManager:
         could leave the longer one's tail after the shorter one; and the second finds
         the first's write on disk, and reloads it.
         """
-        async with self._save_lock(room.key.file_id):
+        async with self.file_lock(room.key.file_id):
             return await self._save_file(room)
 
-    def _save_lock(self, file_id: str) -> asyncio.Lock:
+    def file_lock(self, file_id: str) -> asyncio.Lock:
+        """Held while a room writes the file, or reads it to open or to reload."""
         return self._save_locks.setdefault(file_id, asyncio.Lock())
 
     def hold_renames_for_saves(self) -> None:
@@ -304,7 +309,7 @@ class RoomManager:
             file_id = self._file_ids().get_id(old_path.strip("/"))
             if file_id is None:
                 return await original(old_path, new_path)
-            async with self._save_lock(file_id):
+            async with self.file_lock(file_id):
                 return await original(old_path, new_path)
 
         self._contents.rename = rename

@@ -97,7 +97,9 @@ class FileWatcher:
                 room.doc.path = path
         if room.autosaver.lock.locked():
             return  # a save is being written; it checks the file itself first
-        async with room.autosaver.lock:
+        # The file's lock too: a save of another room of the file (a notebook and its
+        # text view) rewrites it in place, and a read meanwhile finds it empty or cut.
+        async with room.autosaver.lock, self._manager.file_lock(room.key.file_id):
             # Unreadable: logged once, when first seen. Missing: the next check tells.
             with contextlib.suppress(FileUnreadable, FileMissing):
                 await self.sync_from_disk(room, path)
