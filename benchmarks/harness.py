@@ -205,6 +205,12 @@ class ExtensionServer(ServerProcess):
         session = await self.session.open(path)
         return session["room"], self.session.server.ws_url(session["room"], session["sessionId"])
 
+    async def open_room(self, path: str) -> tuple[str, str]:
+        """Open a collaboration session on ``path`` (one per page): the room's name, the
+        ``document_id`` to execute in, and the session's websocket URL, for a client of
+        another process."""
+        return await self._room(path)
+
     async def room_url(self, path: str) -> str:
         """Open a collaboration session on ``path``; the websocket URL of its room."""
         return (await self._room(path))[1]
