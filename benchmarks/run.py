@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import awareness, fanout, idle_tabs, ingest, memory, reconnect
+from . import awareness, fanout, idle_tabs, ingest, latency, memory, reconnect
 from .harness import Options
 from .report import Table
 
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[Options], Awaitable[Table]]] = {
     "memory": memory.run,
     "awareness": awareness.run,
     "idle_tabs": idle_tabs.run,
+    "latency": latency.run,
 }
 
 

@@ -1,11 +1,20 @@
 """The benchmarks' verdict on "ours is slower" (benchmarks/report.py): a sign test over
 rounds that ran both sides, so that a difference of medians within the rounds' own
-spread is not taken for a slower server."""
+spread is not taken for a slower server. And the latency benchmark's own pieces
+(benchmarks/latency.py): Run All's chain of cells, and the page's network."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
+import time
+
+import httpx
 import pytest
 
+from benchmarks.latency import PageTransport, nearest_rank, run_all_sources
 from benchmarks.report import SIGNIFICANCE, slower_rounds
 
 
@@ -32,3 +41,74 @@ def test_ties_do_not_count_and_unpaired_runs_are_left_out() -> None:
 
 def test_winning_every_round() -> None:
     assert slower_rounds([1.0] * 5, [2.0] * 5) == (0, 5, 1.0)
+
+
+# -- benchmarks/latency.py: Run All's cells and the page's network ---------------------
+
+
+def _run(sources: list[str], namespace: dict[str, object]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for source in sources:
+            exec(source, namespace)
+    return out.getvalue()
+
+
+def test_run_all_cells_print_their_order() -> None:
+    sources = run_all_sources(5)
+    assert _run(sources, {}) == "[0, 1, 2, 3, 4]\n"
+
+
+def test_run_all_cell_out_of_order_raises_even_after_a_previous_run() -> None:
+    sources = run_all_sources(5)
+    namespace: dict[str, object] = {}
+    _run(sources, namespace)
+    _run(sources[:1], namespace)  # the first cell starts the chain afresh
+    with pytest.raises(KeyError):
+        _run([sources[2]], namespace)
+
+
+def test_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 31)]
+    assert nearest_rank(values, 0.99) == 30.0
+    assert nearest_rank(values, 0.5) == 15.0
+    assert nearest_rank([7.0], 0.99) == 7.0
+
+
+async def test_page_network_stamps_execute_posts_and_keeps_their_order() -> None:
+    arrived: list[tuple[str, str]] = []
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        cell = json.loads(request.content)["cell_id"] if request.method == "POST" else "-"
+        arrived.append((cell, request.url.query.decode()))
+        await asyncio.sleep(0.01)
+        return httpx.Response(202)
+
+    network = PageTransport(httpx.MockTransport(server), connections=2)
+    async with httpx.AsyncClient(base_url="http://page", transport=network) as http:
+        await asyncio.gather(
+            *(http.post("/api/kernels/k/execute", json={"cell_id": f"c{i}"}) for i in range(8)),
+            http.get("/api/kernels"),
+        )
+    # Made in this order, sent in this order, two at a time.
+    assert [cell for cell, _ in arrived] == [f"c{i}" for i in range(8)] + ["-"]
+    stamps = [query for cell, query in arrived if cell != "-"]
+    assert all(stamp.isdigit() and abs(int(stamp) / 1000 - time.time()) < 60 for stamp in stamps)
+    assert arrived[-1] == ("-", "")  # only execute POSTs are stamped
+
+
+async def test_page_network_holds_each_post_back_its_cells_delay() -> None:
+    cells: list[str] = []
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        cells.append(json.loads(request.content)["cells"][0]["cell_id"])  # documents' shape
+        return httpx.Response(200)
+
+    network = PageTransport(httpx.MockTransport(server))
+    network.delays = {"a": 0.15, "b": 0.0, "c": 0.05}
+    async with httpx.AsyncClient(base_url="http://page", transport=network) as http:
+        await asyncio.gather(
+            *(http.post("/api/kernels/k/execute", json={"cells": [{"cell_id": c}]}) for c in "abc")
+        )
+    assert cells == ["b", "c", "a"]
+    assert network.delays == {}
