@@ -232,15 +232,7 @@ class KernelRunner:
         return room.cells.view(skip=active) if room is not None else None
 
     def _unmark(self, document_id: str, cell_ids: set[str]) -> None:
-        """Show as idle cells a page marked running whose request never came (or that
-        an error aborted)."""
-        room = self._rooms.notebook_room(document_id)
-        if room is None or not cell_ids:
-            return
-        log.info("cells %s of %s were marked to run, but not run", sorted(cell_ids), document_id)
-        for cell_id in sorted(cell_ids):
-            room.reducer.feed(cell_id, _IDLE)
-        room.writer.apply(room.reducer.flush())
+        unmark(self._rooms.notebook_room(document_id), cell_ids)
 
     # -- the kernel's lifecycle --------------------------------------------------------
 
@@ -615,6 +607,17 @@ class KernelRunner:
         room.reducer.feed(request.cell_id, _IDLE)
         room.writer.apply(room.reducer.flush())
         self._rooms.release(room)
+
+
+def unmark(room: NotebookRoom | None, cell_ids: set[str]) -> None:
+    """Show as idle cells a page marked running whose request never came (or that an
+    error aborted)."""
+    if room is None or not cell_ids:
+        return
+    log.info("cells %s of %s were marked to run, but not run", sorted(cell_ids), room.name)
+    for cell_id in sorted(cell_ids):
+        room.reducer.feed(cell_id, _IDLE)
+    room.writer.apply(room.reducer.flush())
 
 
 def _iso(date: object) -> object:

@@ -12,19 +12,16 @@ import time
 from typing import Any
 
 from ..heap import HeapTrimmer
-from ..outputs.ops import KernelMessage
 from ..outputs.routing import ParentRouter
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
 from .faults import Fault
 from .queue import ExecutionRequest
-from .runner import KernelRunner
+from .runner import KernelRunner, unmark
 
 __all__ = ["ExecutionService"]
 
 log = logging.getLogger(__name__)
-
-_IDLE: KernelMessage = {"header": {"msg_type": "status"}, "content": {"execution_state": "idle"}}
 
 
 class ExecutionService:
@@ -127,12 +124,7 @@ class ExecutionService:
             return
         self._last_marks.pop(name, None)
         active = self.active_cells(name)
-        stale = room.cells.view(skip=active).marked - active
-        if stale:
-            log.info("cells %s of %s were marked to run, but not run", sorted(stale), name)
-            for cell_id in sorted(stale):
-                room.reducer.feed(cell_id, _IDLE)
-            room.writer.apply(room.reducer.flush())
+        unmark(room, room.cells.view(skip=active).marked - active)
 
     def active_cells(self, document_id: str) -> set[str]:
         """The cells of a document taken to run (queued or running) and not ended."""
