@@ -13,7 +13,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
-from ydoc_outputs.kernels.iopub import IopubReader, MessageError, decode
+from ydoc_outputs.kernels.iopub import IopubReader, MessageDecoder, MessageError, decode
 
 KEY = b"0123456789abcdef"
 
@@ -156,3 +156,70 @@ async def test_a_client_without_a_zmq_socket_is_read_through_get_iopub_msg() -> 
     assert await reader.first() == [{"content": {"text": "a"}}]
     assert await reader.more(10) == [{"content": {"text": "b"}}]
     assert await reader.more(10) == []
+
+
+async def test_the_reader_watches_the_socket_only_while_it_waits(
+    pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket],
+) -> None:
+    """Output that arrives while nobody waits (the pump's pause between batches) must not
+    wake the event loop: the socket's FD is watched during a wait only."""
+    sender, receiver = pair
+    session = Session(key=KEY)
+    reader = IopubReader(SimpleNamespace(iopub_channel=SimpleNamespace(socket=receiver),
+                                         session=session))  # fmt: skip
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.ensure_future(reader.first())
+    await asyncio.sleep(0.05)
+    assert reader._fd is not None
+    await sender.send_multipart(frames(session))
+    assert len(await asyncio.wait_for(waiting, 10)) == 1
+    assert not loop.remove_reader(reader._fd)  # no longer watched
+    # A wait that the connection's close ends fails like a read of a closed socket.
+    waiting = asyncio.ensure_future(reader.first())
+    await asyncio.sleep(0.05)
+    fd = reader._fd
+    reader.close()
+    with pytest.raises(zmq.ZMQError):
+        await asyncio.wait_for(waiting, 10)
+    assert reader._fd is None and not loop.remove_reader(fd)
+
+
+@pytest.mark.parametrize("scheme", ["hmac-sha256", "hmac-sha512", "hmac-md5"])
+@pytest.mark.parametrize("key", [KEY, b"k" * 200], ids=["short key", "key longer than a block"])
+def test_signatures_are_checked_as_session_checks_them(scheme: str, key: bytes) -> None:
+    session = Session(key=key, signature_scheme=scheme)
+    raw = frames(session)
+    assert decode(session, raw)["content"]["text"] == "1\n"
+    with pytest.raises(MessageError, match="invalid signature"):
+        decode(Session(key=key + b"x", signature_scheme=scheme), raw)
+
+
+def test_each_message_gets_a_parent_header_of_its_own() -> None:
+    session = Session(key=KEY)
+    decoder = MessageDecoder(session)
+    parent = session.msg("execute_request", {"code": "print(1)"})
+    one, two = (
+        decoder.decode([b"t", *session.serialize(session.msg("stream", {}, parent=parent))])
+        for _ in range(2)
+    )
+    assert one["parent_header"] == two["parent_header"]
+    assert one["parent_header"]["msg_id"] == parent["header"]["msg_id"]
+    one["parent_header"]["msg_id"] = "changed"
+    assert two["parent_header"]["msg_id"] == parent["header"]["msg_id"]
+
+
+@pytest.mark.parametrize(
+    "part", [b' {"a": 1}', b'{"a": 1} ', b'{"a": "\\u00e9"}', b'{"a": 1}{}', b"\xff{}", b"{}"]
+)
+def test_json_parts_unpack_as_json_unpacker_unpacks_them(part: bytes) -> None:
+    from jupyter_client.session import json_unpacker
+
+    from ydoc_outputs.kernels.iopub import _json_part
+
+    try:
+        expected = json_unpacker(part)
+    except ValueError as e:
+        with pytest.raises(type(e)):
+            _json_part(part)
+    else:
+        assert _json_part(part) == expected
