@@ -2,7 +2,8 @@
 
 The rules are checked against jupyter_server's own ``record_activity``: both get the
 same signed messages, one at a time, and must end in the same state after each. Then a
-real kernel manager and ipykernel show the watch installed, and following a cell.
+real kernel manager and ipykernel show the watch installed, and following a cell, on its
+own and fed by another reader of the kernel's iopub (the runner's pump).
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import zmq
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
-from ydoc_outputs.kernels.activity import BatchedActivityWatch, install, record_activity
+from ydoc_outputs.kernels.activity import (
+    MAX_JOIN,
+    BatchedActivityWatch,
+    Junction,
+    install,
+    record_activity,
+    record_messages,
+)
+from ydoc_outputs.kernels.iopub import decode
+from ydoc_outputs.kernels.pump import IopubPump, KernelConnection
 
 KEY = b"activity-test-key"
 LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -89,6 +99,99 @@ def test_same_state_as_jupyter_servers_own_watch_after_every_message(seed: int) 
         record_activity(manager, ours, Session(key=KEY), [message])
         assert ours.execution_state == theirs.execution_state
         assert (ours.last_activity != LONG_AGO) == (theirs.last_activity != LONG_AGO)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_messages_a_feeder_unpacked_end_in_jupyter_servers_state(seed: int) -> None:
+    theirs, ours, batched = Kernel(), Kernel(), Kernel()
+    manager = AsyncMappingKernelManager()
+    watch = jupyter_servers_watch(manager, theirs)
+    session = Session(key=KEY)
+    rng = random.Random(seed)
+    decoded = []
+    for _ in range(300):
+        message = frames(session, *rng.choice(MESSAGE_KINDS))
+        theirs.last_activity = ours.last_activity = LONG_AGO
+        watch(message)
+        decoded.append(decode(session, message))
+        record_messages(manager, ours, decoded[-1:])
+        assert ours.execution_state == theirs.execution_state
+        assert (ours.last_activity != LONG_AGO) == (theirs.last_activity != LONG_AGO)
+    record_messages(manager, batched, decoded)
+    assert batched.execution_state == theirs.execution_state
+    # A status without a state counts as activity and changes nothing, as on the socket.
+    record_messages(manager, batched, [{"msg_type": "status", "content": {}}])
+    assert batched.execution_state == theirs.execution_state
+
+
+class Handover:
+    """The messages a watch records when a feeder joins it through a :class:`Junction`."""
+
+    def __init__(self) -> None:
+        self.junction = Junction()
+        self.joined = False
+        self.recorded: list[int] = []
+
+    def own(self, messages: list[int]) -> None:
+        for i in messages:
+            if self.joined:
+                return  # dropped: the feeder has them
+            self.recorded.append(i)
+            self.take(self.junction.own(i))
+
+    def fed(self, messages: list[int]) -> None:
+        if self.joined:
+            self.recorded += messages
+        else:
+            self.take(self.junction.fed([(i, (i, None, None)) for i in messages]))
+
+    def take(self, joined: list[Any] | None) -> None:
+        if joined is not None:
+            self.joined = True
+            self.recorded += [entry[0] for entry in joined]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_feeder_takes_over_with_no_message_lost_twice_or_out_of_order(seed: int) -> None:
+    """Two readers of one stream: the watch's from the start, the feeder's from a later
+    subscription; each reads at its own pace. Whatever the interleaving, the recorded
+    messages are the stream itself, once each, in order, and they join."""
+    rng = random.Random(seed)
+    count = rng.randrange(1, 60)
+    subscribed = rng.randrange(0, count)  # the feeder misses what came before
+    published = own_read = fed_read = 0
+    handover = Handover()
+    while own_read < count or fed_read < count:
+        step = rng.random()
+        if step < 0.4 and published < count:
+            published += rng.randrange(1, 6)
+            published = min(published, count)
+        elif step < 0.7 and own_read < published and not handover.joined:
+            take = rng.randrange(1, published - own_read + 1)
+            handover.own(list(range(own_read, own_read + take)))
+            own_read += take
+        elif fed_read < published:
+            start = max(fed_read, subscribed)
+            take = rng.randrange(1, published - fed_read + 1)
+            if start < fed_read + take:
+                handover.fed(list(range(start, fed_read + take)))
+            fed_read += take
+        elif handover.joined:
+            own_read = count  # the watch's socket is unsubscribed: it reads no more
+    assert handover.recorded == list(range(count))
+    assert handover.joined or count - 1 < subscribed
+
+
+def test_a_watch_far_behind_joins_later() -> None:
+    junction = Junction()
+    assert junction.fed([(i, (i, None, None)) for i in range(MAX_JOIN)]) is None
+    assert junction.fed([(MAX_JOIN, (MAX_JOIN, None, None))]) is None  # forgot the start
+    assert junction.own(5) is None
+    assert junction.own(MAX_JOIN) == []
+    assert Junction(last_own=3).fed([(i, (i, None, None)) for i in range(6)]) == [
+        (4, None, None),
+        (5, None, None),
+    ]
 
 
 def test_a_batch_ends_where_its_messages_one_by_one_end() -> None:
@@ -243,3 +346,73 @@ async def test_output_read_by_the_watch_is_not_kept(kernels: AsyncMappingKernelM
         await wait_for(lambda: all(ref() is None for ref in recorder.frames), timeout=5)
     finally:
         client.stop_channels()
+
+
+async def test_the_pump_feeds_the_watch_which_then_leaves_it_the_reading(
+    kernels: AsyncMappingKernelManager,
+):
+    """The runner's pump hands the watch each batch it read (KernelConnection.note_activity):
+    once the two readings meet, the watch's socket is unsubscribed and the state follows
+    the kernel through the pump's reading; when the pump's connection closes, the watch
+    reads on its own again."""
+    kernel_id = await kernels.start_kernel(kernel_name="python3")
+    kernel = kernels.get_kernel(kernel_id)
+    watch = kernel._activity_stream
+    assert isinstance(watch, BatchedActivityWatch)
+    own: list[int] = []
+    ready = watch._ready
+
+    def counted() -> list[list[zmq.Frame]]:
+        batch = ready()
+        own.append(len(batch))
+        return batch
+
+    watch._ready = counted  # type: ignore[method-assign]
+    connection = KernelConnection(kernel, kernel_id)
+    await connection.open()
+
+    async def handle(batch: list[Any]) -> None:
+        pass
+
+    pump = asyncio.create_task(IopubPump(connection, handle, batch_interval=0.01).run())
+    client = connection.client
+    try:
+
+        async def joined() -> None:
+            while not watch.fed:
+                client.execute("print('x', flush=True)")
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(joined(), 30)
+        await wait_for(lambda: kernel.execution_state == "idle")
+        await asyncio.sleep(0.3)  # what was on its way to the watch's socket has come
+        read_before = sum(own)
+        seen = kernel.last_activity
+        client.execute("import time\nfor i in range(200): print(i, flush=True)\ntime.sleep(0.5)")
+        await wait_for(lambda: kernel.execution_state == "busy")
+        assert kernel.last_activity > seen
+        await wait_for(lambda: kernel.execution_state == "idle")
+        assert kernels.last_kernel_activity == kernel.last_activity
+        assert sum(own) == read_before  # the kernel sent the watch nothing meanwhile
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        connection.close()
+
+    # The pump's connection closed: the watch reads on its own again.
+    assert not watch.fed
+    other = kernel.client()
+    other.start_channels()
+    try:
+
+        async def followed() -> None:
+            seen = kernel.last_activity
+            while kernel.last_activity == seen:
+                other.execute("pass")  # until the watch's subscription is through again
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(followed(), 30)
+        await wait_for(lambda: kernel.execution_state == "idle")
+        assert sum(own) > read_before
+    finally:
+        other.stop_channels()

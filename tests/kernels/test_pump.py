@@ -37,6 +37,10 @@ class Connection:
 
     def __init__(self) -> None:
         self.reader = Reader()
+        self.noted = 0
+
+    def note_activity(self, messages: list[Message]) -> None:
+        self.noted += len(messages)
 
 
 async def test_the_last_batch_is_not_kept_while_waiting_for_output() -> None:
@@ -53,6 +57,7 @@ async def test_the_last_batch_is_not_kept_while_waiting_for_output() -> None:
             connection.reader.arrived.put_nowait(Message(text="x" * 1_000_000, i=i))
         await pump.drain()
         assert len(handled) == 3
+        assert connection.noted == 3  # jupyter_server's activity watch was told of them
         # The pump now waits for the next message; nothing may keep these alive.
         await asyncio.sleep(0.05)
         gc.collect()

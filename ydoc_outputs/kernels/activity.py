@@ -15,6 +15,13 @@ every message that has arrived (without copying it), unpacks only the header and
 header (and checks the signature and unpacks the content of ``status`` messages), then
 sleeps :data:`INTERVAL`, so that a flood of output is read in a few batches a second.
 ``last_activity`` and ``execution_state`` are then at most that much late.
+
+A kernel the server runs cells on is read in full by the runner's pump already. The pump
+hands the watch each batch it has read and decoded (:meth:`BatchedActivityWatch.feed`);
+once the two readings meet at a message both read, the watch unsubscribes its socket
+and records what the pump hands it, until the pump's connection closes
+(:meth:`BatchedActivityWatch.release`). The kernel then sends each message to one socket
+of the server, not two, and nothing is received or unpacked twice.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,12 +39,29 @@ from jupyter_client.connect import ConnectionFileMixin
 from jupyter_client.session import Session
 from zmq.eventloop.zmqstream import ZMQStream
 
+from ..outputs.ops import KernelMessage
 from .iopub import DELIMITER, MessageError
 
 #: A frame as received: bytes, or a zmq frame when not copied.
 Frame = bytes | zmq.Frame
+#: What the rules read of a message: its type, its parent's type, and for a status its
+#: execution state (``NO_STATE`` if it has none).
+Entry = tuple[Any, Any, Any]
+#: The state of a message that is not a status, or of a status without one.
+NO_STATE = object()
 
-__all__ = ["INTERVAL", "MAX_BATCH", "BatchedActivityWatch", "install", "record_activity"]
+__all__ = [
+    "INTERVAL",
+    "MAX_BATCH",
+    "MAX_JOIN",
+    "NO_STATE",
+    "BatchedActivityWatch",
+    "Junction",
+    "install",
+    "record_activity",
+    "record_messages",
+    "watch_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +70,53 @@ log = logging.getLogger(__name__)
 INTERVAL = 0.05
 #: Most messages read in one pass of the event loop.
 MAX_BATCH = 1000
+#: Most messages a feeder's reading may run ahead of the watch's own while they join.
+MAX_JOIN = 10_000
+
+
+class Junction:
+    """Where the watch's own reading of a kernel's iopub ends and a feeder's begins.
+
+    Both read the same messages, in the same order, each from its own subscription,
+    which begins and lags as it does. The watch records its own messages until the last
+    one it recorded is one the feeder read too: from then on it records the feeder's
+    messages after that one, and drops its own. No message is recorded twice and none
+    out of order, so the state ends as jupyter_server's reading of every message would.
+    """
+
+    def __init__(self, last_own: Any = None) -> None:
+        """``last_own``: the id of the last message the watch recorded, if any."""
+        #: What the feeder read that the watch has not reached yet: ids and entries.
+        self._fed: list[tuple[Any, Entry]] = []
+        self._positions: dict[Any, int] = {}
+        self._last_own = last_own
+
+    def own(self, msg_id: Any) -> list[Entry] | None:
+        """The watch has just recorded its own message ``msg_id``. If the feeder read
+        it: what the feeder read after it, to record now (the join); else None."""
+        self._last_own = msg_id
+        position = self._positions.get(msg_id) if msg_id is not None else None
+        if position is None:
+            return None
+        return [entry for _, entry in self._fed[position + 1 :]]
+
+    def fed(self, items: Sequence[tuple[Any, Entry]]) -> list[Entry] | None:
+        """The feeder read ``items`` (ids and entries), after what it read before. If
+        the watch's last recorded message is among them: the entries after it, to record
+        now (the join); else None, and they wait for the watch to reach them."""
+        last = self._last_own
+        if last is not None:
+            for i, (msg_id, _) in enumerate(items):
+                if msg_id == last:
+                    return [entry for _, entry in items[i + 1 :]]
+        if len(self._fed) + len(items) > MAX_JOIN:
+            # The watch is far behind (or the two never shared a message): begin anew.
+            self._fed, self._positions = [], {}
+        for msg_id, entry in items:
+            if msg_id is not None:
+                self._positions.setdefault(msg_id, len(self._fed))
+            self._fed.append((msg_id, entry))
+        return None
 
 
 class BatchedActivityWatch:
@@ -70,7 +141,18 @@ class BatchedActivityWatch:
         self._kernel = kernel
         self._interval = interval
         self._session = Session(config=kernel.session.config, key=kernel.session.key)
+        #: The reader that feeds the watch (see feed), and, until the watch has joined
+        #: it, where the two readings meet; after that the socket is unsubscribed.
+        self._feeder: object | None = None
+        self._junction: Junction | None = None
+        #: The id of the last message the watch recorded from its own socket.
+        self._last_own: Any = None
         self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    @property
+    def fed(self) -> bool:
+        """Whether a feeder records for the watch now (its own socket unsubscribed)."""
+        return self._feeder is not None and self._junction is None
 
     def close(self, linger: int | None = 0) -> None:
         """Stop watching and close the socket."""
@@ -78,25 +160,92 @@ class BatchedActivityWatch:
         if not self.socket.closed:
             self.socket.close(linger=linger)
 
+    def feed(self, feeder: object, messages: Sequence[KernelMessage]) -> None:
+        """Record ``messages``, which ``feeder`` read from the kernel's iopub (and
+        checked), after every message it read before: a reader of all of it, on a
+        subscription of its own (the runner's pump).
+
+        A new feeder is joined first (see :class:`Junction`); then the watch's own
+        socket is unsubscribed, until :meth:`release`.
+        """
+        if self.socket.closed:
+            return
+        if feeder is not self._feeder:
+            self._subscribe()
+            self._feeder = feeder
+            self._junction = Junction(self._last_own)
+        junction = self._junction
+        if junction is None:
+            record_messages(self._manager, self._kernel, messages)
+            return
+        joined = junction.fed([(message.get("msg_id"), _entry(message)) for message in messages])
+        if joined is not None:
+            self._join(joined)
+        else:
+            self._read_own()  # to reach the feeder's messages sooner
+
+    def release(self, feeder: object) -> None:
+        """``feeder`` reads no more (its connection closed): the watch reads on its own."""
+        if feeder is self._feeder:
+            self._subscribe()
+            self._feeder = None
+            self._junction = None
+
+    def _subscribe(self) -> None:
+        if self.fed and not self.socket.closed:
+            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+
+    def _join(self, entries: list[Entry]) -> None:
+        """The readings met: record the feeder's ``entries`` after the meeting point,
+        and leave the rest to it."""
+        self._junction = None
+        if not self.socket.closed:
+            # What still arrives here was sent before the kernel heard of this; the
+            # feeder reads all of it.
+            self.socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+        _apply(self._manager, self._kernel, entries)
+
     async def _watch(self) -> None:
         while not self.socket.closed:
             try:
                 await self.socket.poll()  # until readable
-                batch = self._ready()
+                full = self._read_own()
             except zmq.ZMQError as e:
                 if not self.socket.closed:
                     log.error("activity watch of a kernel stopped: %s", e)
                 return
-            try:
-                record_activity(self._manager, self._kernel, self._session, batch)
-            except Exception:
-                log.exception("activity watch: cannot record a batch")
-            full = len(batch) >= MAX_BATCH  # more is waiting: read on at once
-            # Its frames are the messages themselves (megabytes of output, maybe): not
-            # kept while waiting for the next, which may be hours away.
-            del batch
-            if not full:
+            if not full:  # else more is waiting: read on at once
                 await asyncio.sleep(self._interval)
+
+    def _read_own(self) -> bool:
+        """Read and record what has arrived on the watch's own socket; whether it read
+        a full batch (more is waiting)."""
+        batch = self._ready()
+        try:
+            if self._junction is not None:
+                self._record_joining(batch)
+            elif not self.fed:
+                entries = _frame_entries(self._session, batch)
+                if entries:
+                    _apply(self._manager, self._kernel, (entry for _, entry in entries))
+                    self._last_own = entries[-1][0]
+        except Exception:
+            log.exception("activity watch: cannot record a batch")
+        # Its frames are the messages themselves (megabytes of output, maybe): not kept
+        # while waiting for the next, which may be hours away.
+        return len(batch) >= MAX_BATCH
+
+    def _record_joining(self, batch: Sequence[Sequence[Frame]]) -> None:
+        """Record the watch's own messages one by one, until the feeder's reading joins."""
+        junction = self._junction
+        assert junction is not None
+        for msg_id, entry in _frame_entries(self._session, batch):
+            _apply(self._manager, self._kernel, [entry])
+            self._last_own = msg_id
+            joined = junction.own(msg_id)
+            if joined is not None:
+                self._join(joined)
+                return  # the rest of the batch: the feeder's
 
     def _ready(self) -> list[list[zmq.Frame]]:
         if self.socket.closed:
@@ -110,6 +259,12 @@ class BatchedActivityWatch:
             except zmq.Again:
                 break
         return batch
+
+
+def watch_of(kernel: Any) -> BatchedActivityWatch | None:
+    """The batched activity watch of a kernel's manager, if it has one."""
+    watch = getattr(kernel, "_activity_stream", None)
+    return watch if isinstance(watch, BatchedActivityWatch) else None
 
 
 def record_activity(
@@ -128,12 +283,19 @@ def record_activity(
         session: Checks signatures and unpacks.
         batch: The messages' frames (bytes or zmq frames), oldest first.
     """
+    _apply(manager, kernel, (entry for _, entry in _frame_entries(session, batch)))
+
+
+def _frame_entries(session: Session, batch: Sequence[Sequence[Frame]]) -> list[tuple[Any, Entry]]:
+    """The ids and entries of messages as received; malformed ones are logged and
+    skipped, and a status whose signature does not match too."""
     unpack = session.unpack
-    now: datetime | None = None
+    entries: list[tuple[Any, Entry]] = []
     for frames in batch:
         try:
             parts = _after_delimiter(frames)
-            msg_type = unpack(_bytes(parts[1])).get("msg_type")
+            header = unpack(_bytes(parts[1]))
+            msg_type = header.get("msg_type")
             parent_type = unpack(_bytes(parts[2])).get("msg_type")
             signed = [_bytes(part) for part in parts[1:5]] if msg_type == "status" else []
             if (
@@ -145,24 +307,63 @@ def record_activity(
         except (MessageError, ValueError, AttributeError) as e:
             log.warning("activity watch: skipping an iopub message: %r", e)
             continue
-        tracked = manager.track_message_type(parent_type)
-        if tracked or manager.track_message_type(msg_type) or kernel.execution_state == "busy":
-            if now is None:
-                now = datetime.now(timezone.utc)
-            manager.last_kernel_activity = kernel.last_activity = now
-        if not signed:
+        state = NO_STATE
+        if signed:
+            try:
+                state = unpack(signed[3])["execution_state"]
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("activity watch: skipping a malformed status: %r", e)
+        entries.append((header.get("msg_id"), (msg_type, parent_type, state)))
+    return entries
+
+
+def _entry(message: KernelMessage) -> Entry:
+    """The entry of a message read and checked by a feeder."""
+    msg_type = message.get("msg_type")
+    parent = message.get("parent_header")
+    parent_type = parent.get("msg_type") if isinstance(parent, dict) else None
+    if msg_type != "status":
+        return msg_type, parent_type, NO_STATE
+    content = message.get("content")
+    if isinstance(content, dict) and "execution_state" in content:
+        return msg_type, parent_type, content["execution_state"]
+    return msg_type, parent_type, NO_STATE
+
+
+def record_messages(manager: Any, kernel: Any, messages: Iterable[KernelMessage]) -> None:
+    """Apply jupyter_server's rules, as :func:`record_activity` does, to messages that a
+    reader has already checked and unpacked (``msg_type``, ``parent_header``, and a
+    status's ``content``)."""
+    _apply(manager, kernel, map(_entry, messages))
+
+
+def _apply(manager: Any, kernel: Any, entries: Iterable[Entry]) -> None:
+    """jupyter_server's rules, message by message: any message counts as activity when
+    it or its parent is of a tracked type, or the kernel is busy; a status answering a
+    tracked request sets the execution state, and any other one only ends "starting".
+    Every activity of one call has the same time, so the first one found is enough."""
+    track = manager.track_message_type
+    active = False
+    for msg_type, parent_type, state in entries:
+        if msg_type != "status":
+            if not active and (
+                kernel.execution_state == "busy" or track(parent_type) or track(msg_type)
+            ):
+                active = True
             continue
-        try:
-            state = unpack(signed[3])["execution_state"]
-        except (ValueError, KeyError, TypeError) as e:
-            log.warning("activity watch: skipping a malformed status: %r", e)
-            continue
+        tracked = track(parent_type)
+        if not active and (tracked or track(msg_type) or kernel.execution_state == "busy"):
+            active = True
+        if state is NO_STATE:
+            continue  # no state to take (malformed: logged where it was read)
         if tracked:
             kernel.execution_state = state
         elif kernel.execution_state == "starting" and state != "starting":
             # jupyter_server's rule: a status that answers no tracked request only
             # ends "starting", as "idle".
             kernel.execution_state = "idle"
+    if active:
+        manager.last_kernel_activity = kernel.last_activity = datetime.now(timezone.utc)
 
 
 def _bytes(frame: Frame) -> bytes:

@@ -4,7 +4,8 @@ The pump reads iopub in batches (whatever has arrived) and hands each batch to i
 owner, the runner, which writes it and may end the running cell. It is the only reader:
 a fault noticed elsewhere wakes it (:meth:`IopubPump.drain`), and it first hands over
 every message that has already arrived. It also replaces the client when asked, at a
-moment when no read is pending.
+moment when no read is pending. Each batch also goes to jupyter_server's activity watch
+of the kernel (activity.py), which then reads none of it itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import zmq
 from jupyter_client.session import new_id
 
 from ..outputs.ops import KernelMessage
+from .activity import BatchedActivityWatch, watch_of
 from .iopub import IopubReader
 
 __all__ = ["MAX_BACKOFF", "MAX_BATCH", "IopubPump", "KernelConnection"]
@@ -30,15 +32,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 #: Longest pause after repeated failures to read from the kernel.
 MAX_BACKOFF = 1.0
-#: iopub messages after which the next batch is read at once: a run's ``busy`` and
-#: ``execute_input`` come first, and the output right behind them must not wait for
-#: the batch interval (it made a Shift+Enter's first output 10 ms late).
-_OPENING_TYPES = frozenset({"status", "execute_input"})
-
-
-def _writes_output(batch: list[KernelMessage]) -> bool:
-    """Whether a batch holds more than the messages that open or close a run."""
-    return any(msg.get("header", {}).get("msg_type") not in _OPENING_TYPES for msg in batch)
 
 
 class KernelConnection:
@@ -63,6 +56,8 @@ class KernelConnection:
         self.client: Any = None
         self.reader: IopubReader | None = None
         self._shell_task: asyncio.Task[None] | None = None
+        #: jupyter_server's activity watch of the kernel that the reader feeds.
+        self._watch: BatchedActivityWatch | None = None
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -95,8 +90,26 @@ class KernelConnection:
         self.reader = IopubReader(client)
         self._shell_task = asyncio.create_task(_drain_shell(client, self._on_reply))
 
+    def note_activity(self, messages: list[KernelMessage]) -> None:
+        """Hand what the reader has just read to jupyter_server's activity watch of the
+        kernel (activity.py): it then reads none of it itself."""
+        watch = watch_of(self._kernel)
+        if watch is None or self.reader is None:
+            return
+        if watch is not self._watch:
+            if self._watch is not None:
+                self._watch.release(self.reader)
+            self._watch = watch  # a restart through the API makes a new one
+        watch.feed(self.reader, messages)
+
     def close(self) -> None:
         """Close the client's sockets (linger 0: requests not yet sent are dropped)."""
+        if self._watch is not None:
+            # Before the socket goes: the watch reads on its own from now on.
+            self._watch.release(self.reader)
+            self._watch = None
+        if self.reader is not None:
+            self.reader.close()
         if self._shell_task is not None:
             self._shell_task.cancel()
             self._shell_task = None
@@ -195,13 +208,20 @@ class IopubPump:
                     getter = None
                     # No read is pending: take whatever else has arrived, without waiting.
                     batch += await self._read_ready(MAX_BATCH - len(batch))
+                if batch:
+                    try:
+                        self._connection.note_activity(batch)
+                    except Exception:
+                        log.exception(
+                            "cannot note the activity of kernel %s", self._connection.kernel_id
+                        )
                 try:
                     await self._handle(batch)
                 except Exception:
                     log.exception(
                         "error while handling output of kernel %s", self._connection.kernel_id
                     )
-                had_output = _writes_output(batch)
+                had_output = bool(batch)
                 # Not kept while waiting for more: its text may be megabytes, and the
                 # next output may be hours away.
                 del batch
@@ -218,8 +238,7 @@ class IopubPump:
                     # After output, wait a little: a kernel that prints one line per
                     # millisecond then costs one transaction, one stored update and one
                     # message per client per interval, not per line. After quiet, the
-                    # first message is written at once; so is the output behind a batch
-                    # that only opened or closed a run.
+                    # first message is written at once.
                     await asyncio.sleep(self._batch_interval if had_output else 0)
         finally:
             for future in (getter, waker):
