@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 from typing import Any
 
@@ -62,6 +63,37 @@ async def test_the_last_batch_is_not_kept_while_waiting_for_output() -> None:
         await asyncio.sleep(0.05)
         gc.collect()
         assert [ref() for ref in handled] == [None, None, None]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_first_output_after_quiet_is_handed_over_at_once() -> None:
+    """No pause before the first output after quiet; the output right after it waits
+    for the batch interval and comes as one batch."""
+    connection = Connection()
+    handled: list[tuple[float, int]] = []
+
+    async def handle(batch: list[Any]) -> None:
+        if batch:
+            handled.append((time.monotonic(), len(batch)))
+
+    interval = 0.5
+    pump = IopubPump(connection, handle, batch_interval=interval)  # type: ignore[arg-type]
+    task = asyncio.create_task(pump.run())
+    try:
+        await asyncio.sleep(0.05)  # quiet: the pump waits for output
+        sent = time.monotonic()
+        connection.reader.arrived.put_nowait(Message(i=0))
+        while not handled:
+            await asyncio.sleep(0.001)
+        assert handled[0][0] - sent < interval / 5
+        for i in (1, 2):
+            connection.reader.arrived.put_nowait(Message(i=i))
+        while len(handled) < 2:
+            await asyncio.sleep(0.001)
+        assert handled[1][1] == 2
+        assert handled[1][0] - handled[0][0] >= interval * 0.9
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

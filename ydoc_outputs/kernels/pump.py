@@ -184,30 +184,36 @@ class IopubPump:
         failures = 0
         try:
             while True:
-                if getter is None:
-                    assert self._connection.reader is not None
-                    getter = asyncio.ensure_future(self._connection.reader.first())
-                if waker is None:
-                    waker = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
-                barriers: list[asyncio.Future[None]] = []
-                if waker.done():
-                    waker = None
-                    self._wake.clear()
-                    barriers, self._barriers = self._barriers, []
-                    if not getter.done():
-                        # Nothing is lost: a pending read has taken no message yet.
-                        getter.cancel()
-                        await asyncio.wait({getter})
                 batch: list[KernelMessage] = []
-                if getter.done():
-                    failed = self._failed_read(getter)
-                    failures = failures + 1 if failed else 0
-                    if not failed and not getter.cancelled():
-                        batch += getter.result()
-                    getter = None
-                    # No read is pending: take whatever else has arrived, without waiting.
-                    batch += await self._read_ready(MAX_BATCH - len(batch))
+                barriers: list[asyncio.Future[None]] = []
+                if getter is None and not failures and not self._wake.is_set():
+                    # After a batch's pause, output is usually waiting: take it at once,
+                    # without a read task and a wait (their passes of the event loop
+                    # cost as much as a few messages each).
+                    batch = await self._read_ready(MAX_BATCH)
+                if not batch:
+                    if getter is None:
+                        assert self._connection.reader is not None
+                        getter = asyncio.ensure_future(self._connection.reader.first())
+                    if waker is None:
+                        waker = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
+                    if waker.done():
+                        waker = None
+                        self._wake.clear()
+                        barriers, self._barriers = self._barriers, []
+                        if not getter.done():
+                            # Nothing is lost: a pending read has taken no message yet.
+                            getter.cancel()
+                            await asyncio.wait({getter})
+                    if getter.done():
+                        failed = self._failed_read(getter)
+                        failures = failures + 1 if failed else 0
+                        if not failed and not getter.cancelled():
+                            batch += getter.result()
+                        getter = None
+                        # No read is pending: take whatever else has arrived, at once.
+                        batch += await self._read_ready(MAX_BATCH - len(batch))
                 if batch:
                     try:
                         self._connection.note_activity(batch)
