@@ -236,13 +236,14 @@ class OutputReducer:
     # -- message handlers ----------------------------------------------------------
 
     def _stream(self, cell_id: str, content: dict[str, Any]) -> None:
-        output = output_from_message("stream", content)
-        if output is None or not output["text"]:
+        # What output_from_message checks of a stream, without building its output: a
+        # flushed line costs a message, and this runs for each one.
+        name, text = content.get("name"), content.get("text")
+        if not isinstance(name, str) or not isinstance(text, str) or not text:
             return
-        name: str = output["name"]
         cell = self._before_output(cell_id)
         stream = cell.stream
-        cap = self.limits.stream_segment_chars
+        cap = self._limits.stream_segment_chars
         if stream is None or stream.name != name or stream.is_full(cap):
             if stream is not None and stream.name == name:
                 self._append(cell_id, cell, continuation())
@@ -251,11 +252,11 @@ class OutputReducer:
             stream.in_batch = True
             cell.stream_entry = _Entry(cell_id, None, stream)
             self._queue_entry(cell.stream_entry, output=True)
-        done = stream.line.feed(output["text"])
+        done = stream.line.feed(text)
         if done:
             self._take_completed(cell_id, cell, stream, done)
             stream = cell.stream or stream
-        if len(stream.line) > self.limits.line_chars:
+        if len(stream.line) > self._limits.line_chars:
             # A line that never ends (dots printed forever) would grow one Text without
             # bound: its text so far counts as completed, and the next text starts a new
             # segment. A later "\r" then rewrites only what follows the cut.
@@ -264,13 +265,18 @@ class OutputReducer:
 
     def _take_completed(self, cell_id: str, cell: _Cell, stream: StreamOutput, done: str) -> None:
         """Give completed lines to ``stream``, continuing in new outputs past the cap."""
-        cap = self.limits.stream_segment_chars
+        cap = self._limits.stream_segment_chars
         line = stream.line  # already holds the unfinished line that follows ``done``
         # Walk ``done`` with an index: slicing off each segment would copy the rest of a
         # large message once per segment (quadratic: 80% of the time on 10 MB messages).
         start, end = 0, len(done)
+        budget = cell.budget
         while True:
-            skip = self._spill_flood(cell_id, cell, stream, done, start, end)
+            # Only a truncated cell spills (checked here: a call per flushed line costs).
+            if budget.marker is None:
+                skip = start
+            else:
+                skip = self._spill_flood(cell_id, cell, stream, done, start, end)
             if skip > start:
                 # The tail and the flood's start went to the spill file: go on after
                 # the marker (no continuation needed there).

@@ -316,10 +316,13 @@ class OutputWriter:
             and last.get("output_type") == "stream"
             and last.get("name") == op.name
         ):
+            if not op.delete:  # the usual case, a stream that goes on: no length needed
+                if op.insert:
+                    text += op.insert
+                return
             length = len(text)  # UTF-8 bytes, pycrdt's offset unit
             if op.delete <= length:
-                if op.delete:
-                    del text[length - op.delete : length]
+                del text[length - op.delete : length]
                 if op.insert:
                     text += op.insert
                 return
