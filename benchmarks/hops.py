@@ -65,6 +65,8 @@ def _breakdown(events: list[tuple[int, str]]) -> dict[str, float] | None:
     ends at the first event of its kind after the previous hop; the kernel hop at the
     last read of iopub before the dispatch that carried the output."""
     stamps: dict[str, int] = {}
+    shown = next((i for i, (_, hop) in enumerate(events) if hop == "output"), len(events))
+    events = events[: shown + 1]  # what came after the output (the idle) is not its path
     last_dispatch = max((i for i, (_, hop) in enumerate(events) if hop == "dispatch"), default=-1)
     if last_dispatch < 0:
         return None
