@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 #: Longest pause after repeated failures to read from the kernel.
 MAX_BACKOFF = 1.0
+#: iopub messages after which the next batch is read at once: a run's ``busy`` and
+#: ``execute_input`` come first, and the output right behind them must not wait for
+#: the batch interval (it made a Shift+Enter's first output 10 ms late).
+_OPENING_TYPES = frozenset({"status", "execute_input"})
+
+
+def _writes_output(batch: list[KernelMessage]) -> bool:
+    """Whether a batch holds more than the messages that open or close a run."""
+    return any(msg.get("header", {}).get("msg_type") not in _OPENING_TYPES for msg in batch)
 
 
 class KernelConnection:
@@ -227,7 +236,7 @@ class IopubPump:
                     log.exception(
                         "error while handling output of kernel %s", self._connection.kernel_id
                     )
-                had_output = bool(batch)
+                had_output = _writes_output(batch)
                 # Not kept while waiting for more: its text may be megabytes, and the
                 # next output may be hours away.
                 del batch
@@ -244,7 +253,8 @@ class IopubPump:
                     # After output, wait a little: a kernel that prints one line per
                     # millisecond then costs one transaction, one stored update and one
                     # message per client per interval, not per line. After quiet, the
-                    # first message is written at once.
+                    # first message is written at once; so is the output behind a batch
+                    # that only opened or closed a run.
                     await asyncio.sleep(self._batch_interval if had_output else 0)
         finally:
             for future in (getter, waker):
