@@ -1,8 +1,11 @@
 """Fixtures for browser tests: ``jupyter lab`` with the extension, headless Chromium.
 
-Chromium comes from Debian's package (``/usr/bin/chromium``), driven by Python
-Playwright; no browser is downloaded. ``YDOC_E2E_JUPYTER`` may name another ``jupyter``
-executable (e.g. a venv with stock jupyter-collaboration) for a control run.
+Chromium comes from Debian's package (``/usr/bin/chromium``, or ``YDOC_E2E_CHROMIUM``),
+driven by Python Playwright; no browser is downloaded. Without it the tests that need a
+browser are skipped, and the run ends with a warning that says so, unless
+``YDOC_OUTPUTS_REQUIRE_BROWSER=1`` (CI, ``.ci/run``): then a missing browser stops the run
+before any test. ``YDOC_E2E_JUPYTER`` may name another ``jupyter`` executable (e.g. a venv
+with stock jupyter-collaboration) for a control run.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +26,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from ..conftest import TOKEN, Server
 
 CHROMIUM = os.environ.get("YDOC_E2E_CHROMIUM", "/usr/bin/chromium")
+#: The browser's executable, if there is one (a path, or a name found on PATH).
+CHROMIUM_FOUND = shutil.which(CHROMIUM)
+REQUIRE_BROWSER = os.environ.get("YDOC_OUTPUTS_REQUIRE_BROWSER", "") not in ("", "0")
+MISSING_BROWSER = (
+    f"no Chromium at {CHROMIUM} (install Debian's chromium package, or set "
+    "YDOC_E2E_CHROMIUM to a Chromium executable)"
+)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -37,6 +48,49 @@ BENIGN_CONSOLE = [
     # _handleCommClose). Stock JupyterLab does the same with two pages on one kernel.
     re.compile(r"^Comm not found for comm id [0-9a-f-]+$"),
 ]
+
+
+def _needs_browser(item: pytest.Item) -> bool:
+    return "browser" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if CHROMIUM_FOUND or REQUIRE_BROWSER:
+        return
+    skip = pytest.mark.skip(reason=f"browser test not run: {MISSING_BROWSER}")
+    for item in items:
+        if _needs_browser(item):
+            item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if CHROMIUM_FOUND or not REQUIRE_BROWSER:
+        return
+    needed = sum(map(_needs_browser, session.items))
+    if needed:
+        pytest.exit(
+            f"YDOC_OUTPUTS_REQUIRE_BROWSER is set and {needed} selected tests need a browser, "
+            f"but there is {MISSING_BROWSER}",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CHROMIUM_FOUND:
+        return
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "browser test not run" in str(r.longrepr)
+    ]
+    if skipped:
+        terminalreporter.section("BROWSER TESTS NOT RUN", sep="!", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{len(skipped)} browser tests were skipped: {MISSING_BROWSER}. "
+            "This run does not cover the stock JupyterLab frontend; CI runs them "
+            "(YDOC_OUTPUTS_REQUIRE_BROWSER=1).",
+            red=True, bold=True,
+        )  # fmt: skip
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -87,7 +141,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM_FOUND, args=CHROMIUM_ARGS)
         yield b
         await b.close()
 
