@@ -218,7 +218,8 @@ class IopubPump:
                     if getter.done():
                         failed = self._failed_read(getter)
                         failures = failures + 1 if failed else 0
-                        if not failed and not getter.cancelled():
+                        if not failed and not getter.cancelled() and not getter.exception():
+                            # (queue.Empty: a gateway's client found nothing in 1 s)
                             batch += getter.result()
                         getter = None
                         # No read is pending: take whatever else has arrived, at once.
