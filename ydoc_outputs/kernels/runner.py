@@ -323,6 +323,11 @@ class KernelRunner:
                     self.widgets.kernel_started()
                     if run is not None:
                         run.watch.kernel_started()
+                elif state in ("restarting", "dead") and not parent_id:
+                    # Not the kernel's: jupyter_server's kernel websocket says so to its
+                    # clients when its restarter found the kernel dead. Only a gateway's
+                    # kernel is read through one, and only this tells it died there.
+                    self._on_restarter(False)
                 elif state == "idle" and ours:
                     assert run is not None
                     # Written when the cell is settled, with a fault's error if any.
