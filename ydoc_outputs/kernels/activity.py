@@ -31,7 +31,7 @@ import hmac
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -55,6 +55,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_JOIN",
     "NO_STATE",
+    "ActivityWatch",
     "BatchedActivityWatch",
     "Junction",
     "install",
@@ -72,6 +73,17 @@ INTERVAL = 0.05
 MAX_BATCH = 1000
 #: Most messages a feeder's reading may run ahead of the watch's own while they join.
 MAX_JOIN = 10_000
+
+
+class ActivityWatch(Protocol):
+    """What a reader of a kernel's whole iopub feeds: :class:`BatchedActivityWatch` for
+    a local kernel, ``gateway.GatewayActivityWatch`` for a gateway's."""
+
+    def feed(self, feeder: object, messages: Sequence[KernelMessage]) -> None:
+        """Record ``messages``, which ``feeder`` read, after every message it read before."""
+
+    def release(self, feeder: object) -> None:
+        """``feeder`` reads no more."""
 
 
 class Junction:

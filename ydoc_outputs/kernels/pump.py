@@ -21,7 +21,8 @@ import zmq
 from jupyter_client.session import new_id
 
 from ..outputs.ops import KernelMessage
-from .activity import BatchedActivityWatch, watch_of
+from .activity import ActivityWatch, watch_of
+from .gateway import gateway_watch_of
 from .iopub import IopubReader
 
 __all__ = ["MAX_BACKOFF", "MAX_BATCH", "IopubPump", "KernelConnection"]
@@ -66,7 +67,7 @@ class KernelConnection:
         self.reader: IopubReader | None = None
         self._shell_task: asyncio.Task[None] | None = None
         #: jupyter_server's activity watch of the kernel that the reader feeds.
-        self._watch: BatchedActivityWatch | None = None
+        self._watch: ActivityWatch | None = None
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -102,7 +103,9 @@ class KernelConnection:
     def note_activity(self, messages: list[KernelMessage]) -> None:
         """Hand what the reader has just read to jupyter_server's activity watch of the
         kernel (activity.py): it then reads none of it itself."""
-        watch = watch_of(self._kernel)
+        watch: ActivityWatch | None = watch_of(self._kernel)
+        if watch is None:
+            watch = gateway_watch_of(self._kernel)  # a remote kernel's model (gateway.py)
         if watch is None or self.reader is None:
             return
         if watch is not self._watch:

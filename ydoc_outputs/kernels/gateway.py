@@ -1,0 +1,141 @@
+"""A remote kernel's state (``execution_state``, ``last_activity``, ``connections``) as
+jupyter_server reports it, kept right by the server's own reading of the kernel's iopub.
+
+With ``--GatewayClient.url`` (Kernel Gateway, Enterprise Gateway) jupyter_server's kernel
+manager reads no kernel's iopub: each kernel's ``GatewayKernelManager`` holds the model
+the gateway last returned (``.kernel``), and ``GET api/kernels/{id}`` answers that model
+as it is. Only ``refresh_model`` fetches it anew: listing all kernels (``GET
+api/kernels``, and the idle culler before each pass) and ``is_alive()``. The runner's
+monitor asks ``is_alive()`` while a cell runs (monitor.py), so the model was last
+fetched in the middle of the run and said ``busy`` (with the activity of that moment)
+until something listed the kernels; a cell shorter than one poll left it ``starting``.
+
+Two fixes, for every gateway kernel the server runs cells on:
+
+- The runner's pump reads every iopub message of the kernel already, over the
+  gateway's websocket. It hands each batch here (:meth:`GatewayActivityWatch.feed`,
+  as it does to the activity watch of a local kernel, activity.py), which applies
+  jupyter_server's own rules to it and writes the state into the model at once: the
+  model says ``idle`` before the document says the cell has ended. While the pump
+  reads, a refresh from the gateway (which reads the same messages on a socket of its
+  own, with its own lag) does not move ``execution_state`` back to what the gateway
+  saw a moment before, and ``last_activity`` is the later of the two.
+- The gateway counts the server's own websocket as a connection of the kernel: a
+  kernel the server ever ran a cell on showed ``connections: 1`` with no page open, and
+  jupyter_server's culler (``cull_connected`` off by default) never culled it. While
+  that websocket is open, it is not counted.
+
+A gateway kernel the server runs no cell on is left as jupyter_server keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from jupyter_server.gateway.managers import GatewayKernelManager
+
+from ..outputs.ops import KernelMessage
+from .activity import record_messages
+
+__all__ = ["GatewayActivityWatch", "gateway_watch_of"]
+
+log = logging.getLogger(__name__)
+
+#: How a gateway writes ``last_activity`` (and how ``refresh_model`` reads it back).
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class _State:
+    """The state the server's own reading gives: what jupyter_server's rules update."""
+
+    def __init__(self, execution_state: Any, last_activity: datetime) -> None:
+        self.execution_state = execution_state
+        self.last_activity = last_activity
+
+
+class GatewayActivityWatch:
+    """Keeps a gateway kernel's model as the server's own reading of its iopub says.
+
+    Args:
+        kernel: The kernel's ``GatewayKernelManager``; its parent is jupyter_server's
+            ``GatewayMappingKernelManager`` (``track_message_type``,
+            ``last_kernel_activity``, the connection counts).
+    """
+
+    def __init__(self, kernel: Any) -> None:
+        self._kernel = kernel
+        self._manager = kernel.parent
+        #: The reader that feeds the watch (the runner's connection), while it reads.
+        self._feeder: object | None = None
+        self._state = _State(kernel.execution_state, kernel.last_activity)
+        refresh: Callable[..., Awaitable[Any]] = kernel.refresh_model
+
+        async def refresh_model(model: Any = None) -> Any:
+            refreshed = await refresh(model)
+            if refreshed and self.fed:
+                self._overlay(refreshed)
+            return refreshed
+
+        kernel.refresh_model = refresh_model
+
+    @property
+    def fed(self) -> bool:
+        """Whether a reader of the kernel's iopub feeds the watch now."""
+        return self._feeder is not None
+
+    def feed(self, feeder: object, messages: Sequence[KernelMessage]) -> None:
+        """Record ``messages``, which ``feeder`` read from the kernel's iopub, after
+        every message it read before."""
+        if feeder is not self._feeder:
+            # A new reading (the first, or after a fault): it goes on from the state
+            # the model holds now, the gateway's or the last reading's.
+            self._feeder = feeder
+            kernel = self._kernel
+            self._state = _State(kernel.execution_state, kernel.last_activity)
+        record_messages(self._manager, self._state, messages)
+        self._publish(self._kernel.kernel)
+
+    def release(self, feeder: object) -> None:
+        """``feeder`` reads no more (its connection closed): the gateway's refreshed
+        model is taken as it is again."""
+        if feeder is self._feeder:
+            self._feeder = None
+
+    def _overlay(self, model: dict[str, Any]) -> None:
+        """A model just fetched from the gateway, with what the server's reading knows."""
+        kernel = self._kernel
+        self._state.last_activity = max(self._state.last_activity, kernel.last_activity)
+        self._publish(model)
+        connections = model.get("connections")
+        if isinstance(connections, int):
+            # The server's own websocket to the gateway: not a client of the kernel.
+            model["connections"] = max(connections - 1, 0)
+            counts = getattr(self._manager, "_kernel_connections", None)
+            if isinstance(counts, dict) and kernel.kernel_id in counts:
+                counts[kernel.kernel_id] = model["connections"]
+
+    def _publish(self, model: Any) -> None:
+        """Write the state into the kernel manager and into ``model`` (``GET
+        api/kernels`` answers that dict itself)."""
+        kernel, state = self._kernel, self._state
+        kernel.execution_state = state.execution_state
+        kernel.last_activity = state.last_activity
+        if isinstance(model, dict):
+            model["execution_state"] = state.execution_state
+            model["last_activity"] = state.last_activity.astimezone(timezone.utc).strftime(
+                TIME_FORMAT
+            )
+
+
+def gateway_watch_of(kernel: Any) -> GatewayActivityWatch | None:
+    """The activity watch of a gateway kernel (made on first use), else None."""
+    if not isinstance(kernel, GatewayKernelManager):
+        return None
+    watch = getattr(kernel, "_ydoc_outputs_activity", None)
+    if not isinstance(watch, GatewayActivityWatch):
+        watch = GatewayActivityWatch(kernel)
+        kernel._ydoc_outputs_activity = watch  # type: ignore[attr-defined]
+    return watch
