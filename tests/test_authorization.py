@@ -89,6 +89,8 @@ async def test_without_contents_every_endpoint_refuses(deny_contents: Server):
                 )
             )
             assert_refused(await http.get(f"/api/ydoc-outputs/export/{path}"))
+            # Running a notebook writes its outputs: refused without contents.
+            assert_refused(await http.post(f"/api/ydoc-outputs/run/{path}", json={}))
             assert_refused(await http.get(f"/api/ydoc-outputs/output/{room}/{cell}"))
             for method, url in COLLABORATION_FEATURES:
                 assert_refused(await http.request(method, url, content=b"{}"))
@@ -117,6 +119,8 @@ async def test_without_kernels_execution_is_refused_and_documents_still_work(
                 f"/api/kernels/{uuid.uuid4()}/execute", json={"cell_id": cell, "document_id": room}
             )
         )
+        # Running a notebook needs execute on kernels (and starts one).
+        assert_refused(await http.post(f"/api/ydoc-outputs/run/{path}", json={}))
         client = YClient(server.ws_url(room, info["sessionId"]))
         await client.connect()
         assert client.cell(cell)["source"] == "print('hi')"

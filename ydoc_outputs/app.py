@@ -23,6 +23,7 @@ from .handlers.execute import ExecuteHandler
 from .handlers.export import ExportHandler
 from .handlers.fork import ForkHandler, TimelineHandler, UndoRedoHandler
 from .handlers.output import OutputHandler
+from .handlers.run import RunHandler
 from .hostlog import skip_unwritten_levels
 from .kernels import activity
 from .kernels.service import ExecutionService
@@ -127,7 +128,7 @@ class YdocOutputsApp(ExtensionApp):
     max_body_bytes = Int(
         64 * 1024,
         config=True,
-        help="Largest request body accepted by the execute endpoint.",
+        help="Largest request body accepted by the execute and run endpoints.",
     )
     websocket_max_message_bytes = Int(
         WebsocketLimits.max_message_bytes,
@@ -420,6 +421,7 @@ class YdocOutputsApp(ExtensionApp):
                 (rf"/api/kernels/{_kernel_id}/execute", ExecuteHandler),
                 (r"/api/ydoc-outputs/export/(.*)", ExportHandler),
                 (r"/api/ydoc-outputs/output/([^/]+)/([^/]+)", OutputHandler),
+                (r"/api/ydoc-outputs/run/(.*)", RunHandler),
                 (r"/api/collaboration/fork/(.*)", ForkHandler),
                 (r"/api/collaboration/timeline/(.*)", TimelineHandler),
                 (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler),
