@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pycrdt import Doc, Text, YMessageType, YSyncMessageType, handle_sync_message
+from pycrdt import (
+    Doc,
+    Text,
+    YMessageType,
+    YSyncMessageType,
+    create_update_message,
+    handle_sync_message,
+)
 
 from ydoc_outputs.rooms import sync
 from ydoc_outputs.rooms.awareness import AwarenessEntry, decode_message, encode_message
@@ -305,3 +312,50 @@ async def test_a_rooms_awareness_holds_the_clients_and_publishes_the_servers() -
         a.inbox.put_nowait(None)
         await serving
         room.sync.stop()
+
+
+class Writer(Client):
+    """A connection that sends the updates it is given, then waits to be stopped."""
+
+    def __init__(self, updates: list[bytes]) -> None:
+        super().__init__()
+        self.updates = updates
+        self.stop = asyncio.Event()
+
+    def __aiter__(self) -> Any:
+        async def messages() -> Any:
+            for update in self.updates:
+                yield create_update_message(update)
+            await self.stop.wait()
+
+        return messages()
+
+
+async def test_a_clients_update_goes_to_the_others_not_back_to_it() -> None:
+    doc: Doc[Any] = Doc()
+    doc.get("text", type=Text)
+    room = SyncRoom(doc, lambda e, client: None)
+    room.start()
+    theirs: Doc[Any] = Doc()
+    text = theirs.get("text", type=Text)
+    text += "typed"
+    writer, reader = Writer([theirs.get_update()]), Writer([])
+    try:
+        serving = [asyncio.ensure_future(room.serve(c)) for c in (reader, writer)]
+        await asyncio.sleep(0.01)
+        assert str(doc.get("text", type=Text)) == "typed"
+        updates = [
+            m
+            for m in reader.sent
+            if m[:2] == bytes([YMessageType.SYNC, YSyncMessageType.SYNC_UPDATE])
+        ]
+        assert applied(updates) == "typed"
+        assert not [m for m in writer.sent if m[1:2] == bytes([YSyncMessageType.SYNC_UPDATE])]
+        text += " more"  # what the server itself writes goes to every client
+        doc.apply_update(theirs.get_update(doc.get_state()))
+        assert writer.sent[-1][1] == YSyncMessageType.SYNC_UPDATE
+        writer.stop.set()
+        reader.stop.set()
+        await asyncio.gather(*serving)
+    finally:
+        room.stop()

@@ -139,3 +139,30 @@ async def test_an_unchanged_document_is_never_stored_or_stored_after_a_delay(
     await asyncio.sleep(0.05)  # the delay passes (timers run in order)
     await room.stop(squash_older_than=None)  # waits for what was queued
     assert text_of(await store.load("doc")) == "from the file\n"
+
+
+async def test_updates_made_together_are_appended_in_one_batch(
+    store: UpdateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    appends: list[int] = []
+    append = store.append
+
+    async def counting(doc: str, updates: list[bytes]) -> None:
+        appends.append(len(updates))
+        await append(doc, updates)
+
+    monkeypatch.setattr(store, "append", counting)
+    doc: Doc[Any] = Doc()
+    doc["out"] = out = Text()
+    room = RoomPersistence(store, "doc", doc)
+    room.start()
+    for i in range(50):  # a Run All's transactions, each handed to the store's thread
+        out += f"cell {i}\n"
+        await asyncio.sleep(0)
+    await asyncio.sleep(persistence.STORE_DELAY * 3)
+    assert appends == [50]
+    out += "one more\n"
+    await room.flush()  # does not wait for the delay
+    assert appends == [50, 1]
+    assert text_of(await store.load("doc")) == str(out)
+    await room.stop(squash_older_than=None)

@@ -63,3 +63,22 @@ def test_existing_spill_files_are_made_private(tmp_path: Path, umask_022: None):
         assert "".join(spill.read("cell")) == "before\nafter\n"
     finally:
         spill.close()
+
+
+def test_clearing_a_cell_of_a_document_that_never_spilled_touches_no_file(tmp_path: Path):
+    spill = SpillStore(tmp_path, "json:notebook:abc")
+    spill.clear("cell")  # each run of a cell clears its spill file
+    assert not spill.directory.exists()
+    spill.append("cell", "dropped\n")
+    spill.clear("cell")
+    assert list(spill.read("cell")) == []
+    spill.close()
+
+
+def test_spill_files_left_by_an_earlier_server_are_cleared(tmp_path: Path):
+    earlier = SpillStore(tmp_path, "json:notebook:abc")
+    earlier.append("cell", "dropped\n")
+    earlier.close()
+    spill = SpillStore(tmp_path, "json:notebook:abc")
+    spill.clear("cell")
+    assert list(spill.read("cell")) == []

@@ -83,6 +83,23 @@ def test_only_the_touched_cells_are_checked():
     assert [cell["id"] for cell in room.server.get()["cells"]] == ["c0", "md", "c1", "c2"]
 
 
+def test_a_mark_changes_the_structure_but_needs_no_shape_check():
+    room = Room()
+    client = room.client()
+    room.send(client, lambda nb: nb.ycells[1].__setitem__("execution_state", "running"))
+    assert room.touched == []  # nbformat has no execution_state: nothing to check
+    assert room.guard.changed_structure  # but the cell index must see the mark
+    # A mark with another change of the same cell is checked as any change.
+    with pytest.raises(UpdateRefused, match="nbformat"):
+
+        def mark_and_break(nb: YNotebook) -> None:
+            nb.ycells[2]["execution_state"] = "idle"
+            nb.ycells[2]["execution_count"] = "x"
+
+        room.send(client, mark_and_break)
+    assert [t.cells for t in room.touched] == [{2: False}]
+
+
 def test_the_shadow_follows_what_the_server_and_other_clients_wrote():
     room = Room()
     alice, bob = room.client(), room.client()

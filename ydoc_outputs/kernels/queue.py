@@ -55,14 +55,44 @@ class ExecutionRequest:
     arrived: float = field(default_factory=time.monotonic)
 
 
-@dataclass
 class DocumentView:
-    """What a document shows now about its code cells."""
+    """What a document shows now about its code cells.
 
-    #: Code cell id -> index among the code cells.
-    positions: dict[str, int]
-    #: The code cells marked running (``[*]``).
-    marked: set[str]
+    Args:
+        positions: Code cell id -> index among the code cells.
+        marked: The code cells marked running (``[*]``), or, with ``still_marked``, the
+            ones that were when last looked at.
+        still_marked: Whether one of those cells is still marked now (None: all are).
+            Checked only for the cells a question is about: a Run All of n cells asks
+            n times, and reading each of its marks each time cost O(n²).
+    """
+
+    def __init__(
+        self,
+        positions: dict[str, int],
+        marked: set[str],
+        still_marked: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.positions = positions
+        self._marked = marked
+        self._still_marked = still_marked
+
+    def _holds(self, cell_id: str) -> bool:
+        return self._still_marked is None or self._still_marked(cell_id)
+
+    @property
+    def marked(self) -> set[str]:
+        """The code cells marked running now."""
+        return {c for c in self._marked if self._holds(c)}
+
+    def marked_before(self, position: int, skip: set[str]) -> set[str]:
+        """The code cells before ``position`` marked running now, except ``skip``."""
+        positions = self.positions
+        return {
+            c
+            for c in self._marked
+            if c not in skip and c in positions and positions[c] < position and self._holds(c)
+        }
 
 
 def sent_time(query: str) -> int | None:
@@ -174,8 +204,7 @@ class ExecutionQueue:
             chosen = min(group, key=lambda r: (r.sent, position(r)))
         else:
             chosen = min(group, key=position)
-        expected = view.marked - active if view is not None else set()
-        before = {c for c in expected if c in positions and positions[c] < position(chosen)}
+        before = view.marked_before(position(chosen), active) if view is not None else set()
         if before:
             wait = self._last_arrival[document_id] + self._grace - self._clock()
             if wait > 0:

@@ -90,19 +90,23 @@ class CellIndex:
         return ycell, self._positions.get(cell_id, -1)
 
     def view(self, skip: set[str] | frozenset[str] = frozenset()) -> DocumentView:
-        """The code cells' order and the ones marked running now; the marks of the cells
-        in ``skip`` (the ones the server runs or queued) may be out of date."""
+        """The code cells' order and the ones marked running; the marks of the cells in
+        ``skip`` (the ones the server runs or queued) are left out. Each mark is read
+        again only when the queue asks about it (the server sets cells idle as they end:
+        only those can have lost a mark since the last rebuild)."""
         if self._stale:
             self._rebuild()
-        else:
-            # The server sets cells idle as they end: only those can have lost a mark.
-            for cell_id in list(self._marked):
-                if cell_id in skip:
-                    continue
-                ycell = self._cell(cell_id)
-                if ycell is None:
-                    self._rebuild()
-                    break
-                if ycell.get("execution_state") != "running":
-                    self._marked.discard(cell_id)
-        return DocumentView(self._positions, set(self._marked))
+            return DocumentView(self._positions, self._marked - skip)
+        return DocumentView(self._positions, self._marked - skip, self._still_marked)
+
+    def _still_marked(self, cell_id: str) -> bool:
+        if cell_id not in self._marked:
+            return False
+        ycell = self._cell(cell_id)
+        if ycell is None:
+            self._rebuild()  # moved by a change that told nobody
+            return cell_id in self._marked
+        if ycell.get("execution_state") != "running":
+            self._marked.discard(cell_id)
+            return False
+        return True

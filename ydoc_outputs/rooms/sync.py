@@ -147,6 +147,8 @@ class SyncRoom:
         to the clients; 0 sends each client's update on at once."""
         self.ydoc = ydoc
         self.clients: set[Client] = set()
+        #: The client whose update is being applied: the broadcast skips it.
+        self._applying_from: Client | None = None
         self._on_bad_message = on_bad_message
         self._cache = cache if cache is not None else AnswerCache()
         self._subscription: Subscription | None = None
@@ -224,8 +226,10 @@ class SyncRoom:
         if not self.clients:
             return
         message = create_update_message(update)
+        sender = self._applying_from
         for client in tuple(self.clients):
-            client.send_nowait(message)
+            if client is not sender:
+                client.send_nowait(message)
 
     async def serve(self, client: Client) -> None:
         """Sync ``client`` until its messages end.
@@ -256,8 +260,14 @@ class SyncRoom:
             for answer in self._whole_document():
                 client.send_nowait(answer)
         elif kind == YMessageType.SYNC:
-            # Applying an update broadcasts it, through the observer, to every client.
-            reply = handle_sync_message(message[1:], self.ydoc)
+            # Applying an update broadcasts it, through the observer, to every other
+            # client: the sender has it (y-websocket's own server echoes it back, which
+            # a Run All's marks made one more message per cell each way).
+            self._applying_from = client
+            try:
+                reply = handle_sync_message(message[1:], self.ydoc)
+            finally:
+                self._applying_from = None
             if reply is not None:
                 client.send_nowait(reply)
         elif kind == YMessageType.AWARENESS:

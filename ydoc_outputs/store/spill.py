@@ -42,6 +42,9 @@ class SpillStore:
         name (the file id alone, as kept before rooms were told apart by kind) move here."""
         self.directory = _directory(root, document)
         self._open: dict[str, IO[str]] = {}
+        #: Whether the directory may hold files (None: not looked yet). Every run of a
+        #: cell clears its spill file: most documents never spill, so no unlink each time.
+        self._may_hold: bool | None = None
         if former is not None:
             old = _directory(root, former)
             if old.is_dir() and not self.directory.exists():
@@ -60,6 +63,7 @@ class SpillStore:
         try:
             file = self._open.get(cell_id)
             if file is None:
+                self._may_hold = True
                 # Private: a cell's output is as secret as its notebook (store/private.py).
                 private_dirs(self.directory)
                 make_private(self.directory, PRIVATE_DIR)
@@ -77,8 +81,11 @@ class SpillStore:
         file = self._open.pop(cell_id, None)
         if file is not None:
             file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path(cell_id).unlink()
+        if self._may_hold is None:
+            self._may_hold = self.directory.is_dir()
+        if self._may_hold:
+            with contextlib.suppress(FileNotFoundError):
+                self.path(cell_id).unlink()
 
     def read(self, cell_id: str) -> Iterator[str]:
         """The cell's spilled text, in chunks; nothing if it has none."""

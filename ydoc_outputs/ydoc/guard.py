@@ -45,6 +45,9 @@ class Touched:
 
     cells: dict[int, bool] = field(default_factory=dict)
     meta: bool = False
+    #: Indices of cells whose ``execution_state`` alone changed (a page's ``[*]``
+    #: mark): no shape to check, nbformat has no such field.
+    states: set[int] = field(default_factory=set)
 
     def cell(self, index: int, outputs: bool) -> None:
         self.cells[index] = self.cells.get(index, False) or outputs
@@ -66,6 +69,9 @@ class Touched:
                 continue
             outputs = len(path) > 1 and path[1] == "outputs"
             if isinstance(event, MapEvent) and len(path) == 1:
+                if changes.keys.keys() == {"execution_state"}:
+                    self.states.add(index)
+                    continue
                 outputs = "outputs" in changes.keys
             self.cell(index, outputs)
 
@@ -158,8 +164,8 @@ class UpdateGuard:
             raise UpdateRefused("pycrdt panicked on the update") from e
         finally:
             self._recording = False
-        self.changed_structure = bool(touched.cells or touched.meta)
-        check = self._check if self.changed_structure else self._whole
+        self.changed_structure = bool(touched.cells or touched.meta or touched.states)
+        check = self._check if touched.cells or touched.meta else self._whole
         if check is None:
             return
         try:
