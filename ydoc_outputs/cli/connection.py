@@ -199,11 +199,13 @@ def find_target(notebook: str, server: str | None, token: str | None) -> ServerT
     url = _with_slash(server)
     if not urlsplit(url).scheme.startswith("http"):
         raise CliError(f"--server must be an http(s) URL, not {server!r}")
-    known = [info for info in _running_servers() if _same_server(str(info.get("url")), url)]
+    token = token if token is not None else (os.environ.get("JUPYTER_TOKEN") or None)
+    known: list[dict[str, Any]] = []
+    if token is None or local.is_file():
+        # The runtime files tell the token, and the root a local path is relative to.
+        known = [info for info in _running_servers() if _same_server(str(info.get("url")), url)]
     if token is None:
-        token = os.environ.get("JUPYTER_TOKEN") or (
-            str(known[0].get("token") or "") if known else ""
-        )
+        token = str(known[0].get("token") or "") if known else ""
     path = notebook.replace(os.sep, "/")
     for info in known:
         root = info.get("root_dir")
