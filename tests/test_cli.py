@@ -152,7 +152,7 @@ async def test_run_detach_then_tail_follow_prints_every_line_once(cli: Cli):
         "from IPython.display import display\ndisplay('shown')\n'result'",
         lines("gamma", 40, 0.02),
     ]
-    name, _ = write_notebook(cli.server.root, "cli-follow.ipynb", sources)
+    name, cells = write_notebook(cli.server.root, "cli-follow.ipynb", sources)
     rc, out, err = await cli("run", "--detach", cli.path(name))
     assert rc == 0, err
     assert out.startswith("queued 5 cells of cli-follow.ipynb on kernel python3")
@@ -169,6 +169,10 @@ async def test_run_detach_then_tail_follow_prints_every_line_once(cli: Cli):
     # Once the run is over, tail prints the same, as it is now.
     rc, now, err = await cli("tail", cli.path(name))
     assert (rc, now) == (0, expected), err
+    rc, one, err = await cli("tail", "--cell", "1", "--headers", cli.path(name))
+    assert (rc, one) == (0, "--- cell 1 ---\nto stderr\nto stdout\n"), err
+    rc, one, err = await cli("tail", "--cell", cells[3], cli.path(name))
+    assert (rc, one) == (0, "'shown'\n'result'\n"), err
 
 
 async def test_killing_tail_mid_run_loses_nothing(cli: Cli):
