@@ -8,7 +8,9 @@ follows it live through its room; ``export`` writes what the export endpoint ans
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from pycrdt import Array, Map
@@ -38,7 +40,7 @@ def interrupted_note(notebook: str) -> str:
     """What ``run`` says when Ctrl+C stops it following."""
     return (
         "stopped following; the run goes on on the server (follow it: "
-        f"jupyter ydoc-outputs tail -f --until-idle {notebook})"
+        f"jupyter ydoc-outputs tail -f --until-idle {shlex.quote(notebook)})"
     )
 
 
@@ -65,6 +67,10 @@ def parse_cells(spec: str) -> tuple[int | None, int | None]:
     if any(v is not None and v < 0 for v in values):
         raise CliError(f"--cells takes indices from 0, not {spec!r}")
     return values[0], values[1]
+
+
+def _bound(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _printer(headers: bool = False) -> TerminalPrinter:
@@ -148,18 +154,18 @@ def _print_notebook(nb: dict[str, Any], cell: str | None, path: str, headers: bo
 
 async def _follow(
     target: ServerTarget,
-    scope_of: Any,
+    scope_of: Callable[[Array[Any]], CellScope],
     *,
     until_idle: bool,
     headers: bool = False,
-) -> tuple[Array[Any], list[str]]:
-    """Print the followed cells' outputs live; return the cells and the followed ids
-    once none is running (with ``until_idle``). ``scope_of`` makes the scope from the
-    synced cells."""
+) -> Array[Any]:
+    """Print the followed cells' outputs live; with ``until_idle``, return the synced
+    cells once none of the followed ones is running. ``scope_of`` makes the scope from
+    the synced cells."""
     from .room import open_room
 
     client = await open_room(target)
-    ycells = client.notebook.ycells
+    ycells: Array[Any] = client.notebook.ycells
     printer = _printer(headers)
     mirror = NotebookMirror(ycells, printer, scope_of(ycells))
     mirror.start()
@@ -167,7 +173,7 @@ async def _follow(
         while not (until_idle and not mirror.running()):
             await client.receive_one()
         mirror.finish()
-        return ycells, mirror.cell_ids
+        return ycells
     finally:
         mirror.stop()
         printer.close()
@@ -244,18 +250,19 @@ async def run(
     queued = await target.json("POST", f"api/ydoc-outputs/run/{target.quoted_path}", body)
     cell_ids = [str(c) for c in queued.get("cell_ids") or ()]
     if not cell_ids:
-        _note(f"nothing to run: no code cell in {target.path} ({start or ''}:{stop or ''})")
+        where = "" if start is None and stop is None else f" {_bound(start)}:{_bound(stop)}"
+        _note(f"nothing to run: no code cell in {target.path}{where}")
         return 0
     if detach:
         print(
             f"queued {len(cell_ids)} cells of {target.path} on kernel "
             f"{queued.get('kernel_name')} ({queued.get('kernel_id')}); follow them with: "
-            f"jupyter ydoc-outputs tail -f --until-idle {notebook}",
+            f"jupyter ydoc-outputs tail -f --until-idle {shlex.quote(notebook)}",
             flush=True,
         )
         return 0
     wanted = set(cell_ids)
-    ycells, _ = await _follow(
+    ycells = await _follow(
         target, lambda _ycells: lambda cid, _index: cid in wanted, until_idle=True
     )
     failed = _verdict(ycells, cell_ids)

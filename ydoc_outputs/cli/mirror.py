@@ -40,12 +40,10 @@ class NotebookMirror:
         ycells: Array[Any],
         printer: TerminalPrinter,
         scope: CellScope,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._ycells = ycells
         self._printer = printer
         self._scope = scope
-        self._on_change = on_change
         self._views: dict[str, _CellView] = {}
         self._subscription: Any = None
 
@@ -64,11 +62,6 @@ class NotebookMirror:
         for view in self._views.values():
             for record in view.records:
                 self._printer.finish(record)
-
-    @property
-    def cell_ids(self) -> list[str]:
-        """The followed cells present in the document."""
-        return list(self._views)
 
     def running(self) -> set[str]:
         """The followed cells marked running (``[*]``: running or queued)."""
@@ -121,8 +114,6 @@ class NotebookMirror:
             view = self._views.get(str(ycell.get("id")))
             if view is not None:
                 self._cell_changed(view, ycell, cell_events)
-        if self._on_change is not None:
-            self._on_change()
 
     def _cell_changed(self, view: _CellView, ycell: Map[Any], events: list[Any]) -> None:
         replaced = False
