@@ -136,6 +136,8 @@ async def test_bad_requests_are_400(server: Server, runs: Runs):
     path, _ = write_notebook(server.root, "run-bad.ipynb", ["1", "2", "3"])
     (server.root / "run-bad.txt").write_text("not a notebook")
     assert_error(await runs.post("run-bad.txt", {}), 400, "not a notebook")
+    (server.root / "run-broken.ipynb").write_text("not json")
+    assert_error(await runs.post("run-broken.ipynb", {}), 400, "Unreadable Notebook")
     assert_error(await runs.post(path, content=b"{not json"), 400, "not JSON")
     assert_error(await runs.post(path, [1, 2]), 400, "JSON object")
     for body in [{"start": -1}, {"start": "1"}, {"stop": 1.5}, {"stop": True}]:

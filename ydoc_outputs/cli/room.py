@@ -82,7 +82,8 @@ class RoomClient:
 
     def _closed(self) -> CliError:
         code = self._ws.close_code
-        reason = _CLOSE_REASONS.get(code or 0) or self._ws.close_reason or "closed"
+        told = " ".join((self._ws.close_reason or "").split())[:200]
+        reason = _CLOSE_REASONS.get(code or 0, "closed") + (f": {told}" if told else "")
         return CliError(
             f"lost the connection to the Jupyter server at {self._target.url} ({reason}"
             f"{f', code {code}' if code else ''})"
