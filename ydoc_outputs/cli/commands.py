@@ -254,8 +254,9 @@ async def run(
         _note(f"nothing to run: no code cell in {target.path}{where}")
         return 0
     if detach:
+        cells = f"{len(cell_ids)} cell{'s' if len(cell_ids) > 1 else ''}"
         print(
-            f"queued {len(cell_ids)} cells of {target.path} on kernel "
+            f"queued {cells} of {target.path} on kernel "
             f"{queued.get('kernel_name')} ({queued.get('kernel_id')}); follow them with: "
             f"jupyter ydoc-outputs tail -f --until-idle {shlex.quote(notebook)}",
             flush=True,
