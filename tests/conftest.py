@@ -101,6 +101,7 @@ class Server:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(20)  # reaped: else a ResourceWarning fails the session
         self._log.close()
 
     def http(self, token: str | None = TOKEN) -> httpx.AsyncClient:
