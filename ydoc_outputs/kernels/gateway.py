@@ -30,7 +30,10 @@ A gateway kernel the server runs no cell on is left as jupyter_server keeps it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -40,7 +43,13 @@ from jupyter_server.gateway.managers import GatewayKernelManager
 from ..outputs.ops import KernelMessage
 from .activity import record_messages
 
-__all__ = ["GatewayActivityWatch", "gateway_watch_of"]
+__all__ = [
+    "GatewayActivityWatch",
+    "KernelGone",
+    "connect_client",
+    "gateway_watch_of",
+    "is_gateway_kernel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +139,71 @@ class GatewayActivityWatch:
             )
 
 
+def is_gateway_kernel(kernel: Any) -> bool:
+    """Whether ``kernel`` (a kernel manager) is a gateway's."""
+    return isinstance(kernel, GatewayKernelManager)
+
+
 def gateway_watch_of(kernel: Any) -> GatewayActivityWatch | None:
     """The activity watch of a gateway kernel (made on first use), else None."""
-    if not isinstance(kernel, GatewayKernelManager):
+    if not is_gateway_kernel(kernel):
         return None
     watch = getattr(kernel, "_ydoc_outputs_activity", None)
     if not isinstance(watch, GatewayActivityWatch):
         watch = GatewayActivityWatch(kernel)
-        kernel._ydoc_outputs_activity = watch  # type: ignore[attr-defined]
+        kernel._ydoc_outputs_activity = watch
     return watch
+
+
+class KernelGone(Exception):
+    """The gateway no longer has the kernel (shut down or culled there)."""
+
+
+async def connect_client(kernel: Any, started: Awaitable[Any]) -> None:
+    """Finish ``started``, a gateway client's ``start_channels()``, without blocking the
+    event loop; first make sure the gateway still has ``kernel``.
+
+    The client connects its websocket with a blocking call (websocket-client), and the
+    gateway completes the handshake only once the kernel answers a ``kernel_info``: a
+    second or two during a restart, and the whole timeout (``KERNEL_LAUNCH_TIMEOUT``,
+    40 s) for a kernel being shut down there. In the event loop that froze the server.
+    It runs in a daemon thread of its own, which never holds up the server's exit.
+
+    Raises:
+        KernelGone: The gateway answered 404 for the kernel. The server forgets it, as
+            its next listing of the gateway's kernels would, so that its runner stops.
+    """
+    refresh = getattr(kernel, "refresh_model", None)
+    if refresh is not None and await refresh() is None:
+        manager = kernel.parent
+        with contextlib.suppress(Exception):
+            manager.remove_kernel(kernel.kernel_id)
+        log.warning("kernel %s is gone from the gateway; forgotten", kernel.kernel_id)
+        if asyncio.iscoroutine(started):
+            started.close()
+        raise KernelGone(kernel.kernel_id)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    async def await_started() -> None:
+        await started
+
+    def finish(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            asyncio.run(await_started())
+        except BaseException as e:
+            error = e
+        with contextlib.suppress(RuntimeError):  # the server's loop has closed
+            loop.call_soon_threadsafe(finish, error)
+
+    threading.Thread(target=run, name=f"gateway-connect-{kernel.kernel_id}", daemon=True).start()
+    await done

@@ -22,7 +22,7 @@ from jupyter_client.session import new_id
 
 from ..outputs.ops import KernelMessage
 from .activity import ActivityWatch, watch_of
-from .gateway import gateway_watch_of
+from .gateway import connect_client, gateway_watch_of
 from .iopub import IopubReader
 
 __all__ = ["MAX_BACKOFF", "MAX_BATCH", "IopubPump", "KernelConnection"]
@@ -94,8 +94,9 @@ class KernelConnection:
         started = client.start_channels(
             shell=True, iopub=True, stdin=False, hb=False, control=False
         )
-        if inspect.isawaitable(started):  # the gateway's client connects a websocket
-            await started
+        if inspect.isawaitable(started):
+            # The gateway's client connects a websocket, with a blocking call.
+            await connect_client(self._kernel, started)
         self.client = client
         self.reader = IopubReader(client)
         self._shell_task = asyncio.create_task(_drain_shell(client, self._on_reply))
