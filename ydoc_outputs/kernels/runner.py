@@ -27,6 +27,7 @@ from ..outputs.routing import ParentRouter, Route
 from ..rooms.manager import RoomManager
 from ..rooms.room import NotebookRoom
 from .faults import CellWatch, Fault, KernelSnapshot, Verdict
+from .gateway import is_gateway_kernel
 from .monitor import POLL_INTERVAL, KernelMonitor
 from .pump import IopubPump, KernelConnection
 from .queue import DocumentView, ExecutionQueue, ExecutionRequest
@@ -472,8 +473,17 @@ class KernelRunner:
             if self._connected and snapshot.process is self._connected_process:
                 return
             await self._follow_connection()
+            # After a fault the pump replaces the client; a gateway's connects in a
+            # thread, meanwhile the old one is closed: ask through its successor.
+            await self._pump.drain()
             self._welcomed.clear()
-            msg_id = self._client.kernel_info()
+            try:
+                msg_id = self._client.kernel_info()
+            except Exception as e:  # a gateway client's websocket closed under it
+                log.warning("kernel %s: cannot ask kernel_info (%r); reconnecting",
+                            self.kernel_id, e)  # fmt: skip
+                self._pump.renew()
+                continue
             answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._handshakes[msg_id] = answered
             welcomed: asyncio.Future[Any] = asyncio.ensure_future(self._welcomed.wait())
@@ -486,6 +496,11 @@ class KernelRunner:
                 welcomed.cancel()
                 self._handshakes.pop(msg_id, None)
             if not answered.done():
+                if not self._welcomed.is_set() and is_gateway_kernel(self._kernel):
+                    # A gateway's websocket opened while the gateway restarted the
+                    # kernel on new ports stays tied to the old ones: connect anew.
+                    self._pump.renew()
+                    await self._pump.drain()
                 continue
             after = self._monitor.snapshot()
             if after.present and not after.stopping and after.process is snapshot.process:
