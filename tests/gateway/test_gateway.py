@@ -292,6 +292,30 @@ async def test_kernel_killed_mid_cell(server: Server, session: Session):
     await client.disconnect()
 
 
+async def test_kernel_shut_down_by_the_gateway_mid_cell(
+    server: Server, session: Session, gateway: KernelGateway
+):
+    """The gateway shuts a kernel down behind the server's back (its own culler, an
+    operator): the cell ends, and once the server lists the gateway's kernels the
+    kernel is gone from it too."""
+    path, cells = write_notebook(server.root, "gw-gone.ipynb", [LOOP, "print('never')"])
+    kernel, room, client = await session.prepare(path)
+    assert (await session.execute(kernel, room, cells[0])).status_code == 202
+    await wait_running(client, cells[0], "0\n1\n")
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        assert (await http.delete(f"/api/kernels/{kernel}")).status_code == 204
+    await client.wait_for(lambda: client.state(cells[0]) == "idle", MAX_DETECTION)
+    outputs = client.outputs(cells[0])
+    assert stream_text(outputs).startswith("0\n1\n")
+    assert outputs[-1]["output_type"] == "error"
+    assert outputs[-1]["ename"] == "KernelShutdown"
+    listed = (await session.http.get("/api/kernels")).json()
+    assert kernel not in [k["id"] for k in listed]
+    assert (await session.execute(kernel, room, cells[1])).status_code == 404
+    session.kernels.remove(kernel)
+    await client.disconnect()
+
+
 async def test_kernel_state_follows_the_cells(
     server: Server, session: Session, gateway: KernelGateway, tmp_path: Path
 ):
