@@ -278,6 +278,9 @@ async def test_kernel_killed_mid_cell(server: Server, session: Session):
     assert stream_text(outputs).startswith(f"pid {pid}\n0\n")
     assert outputs[-1]["output_type"] == "error"
     assert outputs[-1]["ename"] == "KernelDied"
+    # A new process, starting or already idle (jupyter_server's rules alone left the
+    # gateway's "restarting" until the next cell).
+    assert (await kernel_model(session, kernel))["execution_state"] in ("starting", "idle")
     await client.wait_for(lambda: client.state(cells[1]) == "idle")
     assert_cancelled(client, cells[1])
 

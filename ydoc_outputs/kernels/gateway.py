@@ -104,7 +104,14 @@ class GatewayActivityWatch:
             self._feeder = feeder
             kernel = self._kernel
             self._state = _State(kernel.execution_state, kernel.last_activity)
-        record_messages(self._manager, self._state, messages)
+        start = 0
+        for i, message in enumerate(messages):
+            state = _restart_state(message)
+            if state is not None:
+                record_messages(self._manager, self._state, messages[start:i])
+                self._state.execution_state = state
+                start = i + 1
+        record_messages(self._manager, self._state, messages[start:] if start else messages)
         self._publish(self._kernel.kernel)
 
     def release(self, feeder: object) -> None:
@@ -137,6 +144,25 @@ class GatewayActivityWatch:
             model["last_activity"] = state.last_activity.astimezone(timezone.utc).strftime(
                 TIME_FORMAT
             )
+
+
+def _restart_state(message: KernelMessage) -> str | None:
+    """``starting`` if ``message`` is a gateway's own news that its restarter replaces
+    the dead kernel with a new process (``status: restarting``, no parent), else None.
+
+    jupyter_server's kernel websocket sends it. Its activity rules take a status without
+    a parent for the answer to a tracked request: the state stayed ``restarting`` until
+    the next cell, whatever the new process said. As ``starting``, the first status of
+    the new process makes it ``idle``. (``dead``, the restarter giving up, the rules
+    record as it is, and jupyter_server's culler shuts such a kernel down.)
+    """
+    if message.get("msg_type") != "status" or (message.get("parent_header") or {}).get(
+        "msg_id"
+    ):
+        return None
+    content = message.get("content")
+    restarting = isinstance(content, dict) and content.get("execution_state") == "restarting"
+    return "starting" if restarting else None
 
 
 def is_gateway_kernel(kernel: Any) -> bool:
