@@ -260,7 +260,7 @@ async def test_restart_mid_cell(server: Server, session: Session):
     await client.disconnect()
 
 
-async def test_kernel_killed_mid_cell(server: Server, session: Session):
+async def test_kernel_killed_mid_cell(server: Server, session: Session, gateway: KernelGateway):
     path, cells = write_notebook(
         server.root, "gw-death.ipynb", [PID_LOOP, "print('queued')", "print('back')"]
     )
@@ -281,6 +281,11 @@ async def test_kernel_killed_mid_cell(server: Server, session: Session):
     # A new process, starting or already idle (jupyter_server's rules alone left the
     # gateway's "restarting" until the next cell).
     assert (await kernel_model(session, kernel))["execution_state"] in ("starting", "idle")
+    # Listing refreshes every model from the gateway, whose own reading of the kernel
+    # stayed on the old ports (it says busy): the server's reading still holds.
+    print("the gateway says", (await gateway_model(gateway, kernel))["execution_state"])
+    [listed] = [k for k in (await session.http.get("/api/kernels")).json() if k["id"] == kernel]
+    assert listed["execution_state"] in ("starting", "idle")
     await client.wait_for(lambda: client.state(cells[1]) == "idle")
     assert_cancelled(client, cells[1])
 

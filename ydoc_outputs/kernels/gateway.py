@@ -16,10 +16,12 @@ Two fixes, for every gateway kernel the server runs cells on:
   gateway's websocket. It hands each batch here (:meth:`GatewayActivityWatch.feed`,
   as it does to the activity watch of a local kernel, activity.py), which applies
   jupyter_server's own rules to it and writes the state into the model at once: the
-  model says ``idle`` before the document says the cell has ended. While the pump
-  reads, a refresh from the gateway (which reads the same messages on a socket of its
-  own, with its own lag) does not move ``execution_state`` back to what the gateway
-  saw a moment before, and ``last_activity`` is the later of the two.
+  model says ``idle`` before the document says the cell has ended. From the first
+  batch on, a refresh from the gateway (which reads the same messages on a socket of
+  its own, with its own lag, and after a restart on new ports not at all) does not move
+  ``execution_state`` back to what the gateway saw, and ``last_activity`` is the later
+  of the two. The runner keeps reading the kernel for as long as the server manages it
+  (it reconnects after faults).
 - The gateway counts the server's own websocket as a connection of the kernel: a
   kernel the server ever ran a cell on showed ``connections: 1`` with no page open, and
   jupyter_server's culler (``cull_connected`` off by default) never culled it. While
@@ -77,14 +79,15 @@ class GatewayActivityWatch:
     def __init__(self, kernel: Any) -> None:
         self._kernel = kernel
         self._manager = kernel.parent
-        #: The reader that feeds the watch (the runner's connection), while it reads.
+        #: The reader that feeds the watch (the runner's connection) while it is open.
         self._feeder: object | None = None
+        #: What the server's reading says, from the model as it was before it began.
         self._state = _State(kernel.execution_state, kernel.last_activity)
         refresh: Callable[..., Awaitable[Any]] = kernel.refresh_model
 
         async def refresh_model(model: Any = None) -> Any:
             refreshed = await refresh(model)
-            if refreshed and self.fed:
+            if refreshed:
                 self._overlay(refreshed)
             return refreshed
 
@@ -92,18 +95,20 @@ class GatewayActivityWatch:
 
     @property
     def fed(self) -> bool:
-        """Whether a reader of the kernel's iopub feeds the watch now."""
+        """Whether a reader of the kernel's iopub feeds the watch now (its connection,
+        which the gateway counts, is open)."""
         return self._feeder is not None
 
     def feed(self, feeder: object, messages: Sequence[KernelMessage]) -> None:
         """Record ``messages``, which ``feeder`` read from the kernel's iopub, after
-        every message it read before."""
-        if feeder is not self._feeder:
-            # A new reading (the first, or after a fault): it goes on from the state
-            # the model holds now, the gateway's or the last reading's.
-            self._feeder = feeder
-            kernel = self._kernel
-            self._state = _State(kernel.execution_state, kernel.last_activity)
+        every message it read before.
+
+        A new feeder (the runner's client replaced after a fault) goes on from the
+        state the last one left, not from the gateway's: after a restart on new ports
+        the gateway's own reading of the kernel stays on the old ones, and its model
+        said ``busy`` for good.
+        """
+        self._feeder = feeder
         start = 0
         for i, message in enumerate(messages):
             state = _restart_state(message)
@@ -115,8 +120,7 @@ class GatewayActivityWatch:
         self._publish(self._kernel.kernel)
 
     def release(self, feeder: object) -> None:
-        """``feeder`` reads no more (its connection closed): the gateway's refreshed
-        model is taken as it is again."""
+        """``feeder`` reads no more (its connection closed): it is counted no more."""
         if feeder is self._feeder:
             self._feeder = None
 
@@ -126,7 +130,7 @@ class GatewayActivityWatch:
         self._state.last_activity = max(self._state.last_activity, kernel.last_activity)
         self._publish(model)
         connections = model.get("connections")
-        if isinstance(connections, int):
+        if isinstance(connections, int) and self.fed:
             # The server's own websocket to the gateway: not a client of the kernel.
             model["connections"] = max(connections - 1, 0)
             counts = getattr(self._manager, "_kernel_connections", None)
