@@ -24,6 +24,17 @@ from .yclient import YClient
 TOKEN = "test-token-" + uuid.uuid4().hex
 
 
+def jupyter_dirs(home: Path) -> dict[str, str]:
+    """Environment variables that give a Jupyter process config, data and runtime
+    directories of its own under ``home`` (nothing of the user's is read or written)."""
+    return {
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,14 +58,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "server.log"
-        env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTER_DATA_DIR": str(home / "data"),
-            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-            **(env or {}),
-        }
+        env = {**os.environ, **jupyter_dirs(home), **(env or {})}
         cmd = [
             *(command or [sys.executable, "-m", "jupyter_server"]),
             "--no-browser", "--allow-root",

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, jupyter_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = re.compile(r"http://127\.0\.0\.1:\d+/\S*\?token=\w+")
@@ -25,14 +25,7 @@ def test_the_url_the_demo_prints_opens_the_example_notebook(tmp_path: Path) -> N
     if not (ROOT / ".venv" / "bin" / "jupyter").exists():
         pytest.skip("scripts/demo runs .venv/bin/jupyter, and there is no .venv here")
     port = free_port()
-    env = {
-        **os.environ,
-        "YDOC_DEMO_NO_INSTALL": "1",
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
+    env = {**os.environ, "YDOC_DEMO_NO_INSTALL": "1", **jupyter_dirs(tmp_path)}
     demo = subprocess.Popen(
         [str(ROOT / "scripts" / "demo"), f"--ServerApp.port={port}", "--ServerApp.port_retries=0"],
         env=env,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Server, Session, free_port
+from ..conftest import Server, Session, free_port, jupyter_dirs
 
 
 class KernelGateway:
@@ -24,13 +24,7 @@ class KernelGateway:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / "gateway.log"
-        env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTER_DATA_DIR": str(home / "data"),
-            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
+        env = {**os.environ, **jupyter_dirs(home)}
         cmd = [
             sys.executable, "-m", "kernel_gateway",
             "--KernelGatewayApp.ip=127.0.0.1", f"--KernelGatewayApp.port={self.port}",
