@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
-import zmq.asyncio
-from jupyter_client.session import Session, new_id
+from jupyter_client.session import new_id
 
 from ..outputs.ops import KernelMessage
 from .activity import ActivityWatch, watch_of
 from .gateway import connect_client, gateway_watch_of
-from .iopub import IopubReader, MessageDecoder, MessageError
+from .iopub import IopubReader
 
 __all__ = ["MAX_BACKOFF", "MAX_BATCH", "IopubPump", "KernelConnection"]
 
@@ -133,26 +132,10 @@ class KernelConnection:
 
 async def _drain_shell(client: Any, on_reply: Callable[[Any], None] | None) -> None:
     # Replies must not pile up; iopub carries every output, a reply only its timing.
-    # A local kernel's replies are received on the channel's socket and decoded as the
-    # iopub reader decodes (iopub.py): jupyter_client's get_shell_msg polls first, then
-    # parses every date with dateutil, 4% of the server's CPU in a Run All.
-    socket = getattr(getattr(client, "shell_channel", None), "socket", None)
-    session = getattr(client, "session", None)
-    decoder: MessageDecoder | None = None
-    if isinstance(socket, zmq.asyncio.Socket) and isinstance(session, Session):
-        decoder = MessageDecoder(session)
     failures = 0
     while True:
         try:
-            if decoder is not None:
-                assert socket is not None
-                try:
-                    reply = decoder.decode(await socket.recv_multipart())
-                except MessageError as e:
-                    log.warning("dropping a shell message: %s", e)
-                    continue
-            else:
-                reply = await client.get_shell_msg()
+            reply = await client.get_shell_msg()
             failures = 0
             if on_reply is not None:
                 on_reply(reply)
