@@ -218,3 +218,70 @@ def test_metadata_invalid_in_the_file_does_not_block_edits():
     with pytest.raises(UpdateRefused, match="nbformat"):
         room.send(client, lambda nb: nb.ydoc.get("meta", type=Map)["metadata"].__setitem__(
             "language_info", {"version": 3}))  # fmt: skip
+
+
+def _updates(client: YNotebook, *edits: Any) -> list[bytes]:
+    """Make each edit on ``client`` in turn; return the update of each."""
+    updates = []
+    for edit in edits:
+        before = client.ydoc.get_state()
+        edit(client)
+        updates.append(client.ydoc.get_update(before))
+    return updates
+
+
+def test_an_update_that_depends_on_one_the_room_lacks_is_refused():
+    room = Room()
+    client = room.client()
+    first, second = _updates(
+        client,
+        lambda nb: nb.ycells[0]["metadata"].__setitem__("a", 1),
+        lambda nb: nb.ycells[0]["metadata"].__setitem__("b", 2),
+    )
+    with pytest.raises(UpdateRefused, match="depends on changes the room does not have"):
+        room.guard.admit(second)
+    # In order, both are admitted.
+    for update in (first, second):
+        room.guard.admit(update)
+        room.server.ydoc.apply_update(update)
+    assert room.server.get_cell(0)["metadata"] == {"a": 1, "b": 2}
+
+
+def test_a_pending_change_never_reaches_the_room_unchecked():
+    """A shape-breaking change that would wait in the room's document for the change it
+    builds on, then arrive with it, past a shadow rebuilt in between (as the model walk
+    found: 'source=42 was admitted')."""
+    room = Room()
+    client = room.client()
+    first, breaking = _updates(
+        client,
+        lambda nb: nb.ycells[0]["metadata"].__setitem__("a", 1),
+        lambda nb: nb.ycells[1].__setitem__("source", 42),
+    )
+    with pytest.raises(UpdateRefused, match="depends on"):
+        room.guard.admit(breaking)
+    # Another client's refused update rebuilds the shadow.
+    with pytest.raises(UpdateRefused):
+        room.send(room.client(), lambda nb: nb.ycells[2].__setitem__("source", 7))
+    room.guard.admit(first)
+    room.server.ydoc.apply_update(first)
+    assert room.server.get_cell(1)["source"] == "x = 1"
+    assert room.server.get_cell(0)["metadata"] == {"a": 1}
+    nbformat.validate(nbformat.reads(notebook_json(room.server), as_version=4))
+
+
+def test_deleting_what_the_room_lacks_is_refused():
+    room = Room()
+    client = room.client()
+    inserted, deleted = _updates(
+        client,
+        lambda nb: nb.ycells[0]["metadata"].__setitem__("tmp", "x"),
+        lambda nb: nb.ycells[0]["metadata"].pop("tmp"),
+    )
+    with pytest.raises(UpdateRefused, match="deletes changes the room does not have"):
+        room.guard.admit(deleted)
+    # Both at once (as a reconnecting client sends them) are a change the room can have.
+    both = client.ydoc.get_update(room.server.ydoc.get_state())
+    room.guard.admit(both)
+    room.server.ydoc.apply_update(both)
+    assert room.server.get_cell(0)["metadata"] == {}

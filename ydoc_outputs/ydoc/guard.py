@@ -13,6 +13,13 @@ last client update (a diff against the shadow's state vector), then the client's
 Only the cells that update touched are checked, so typing in a large notebook costs what
 the keystroke costs, twice. A panic poisons only the shadow, which is rebuilt on the
 next update.
+
+An update that does not wholly integrate is refused too: one that depends on changes
+the room does not have (yrs keeps such structs, and deletions of unknown items, pending
+in the document, invisibly, and integrates them the moment the missing change arrives).
+The shadow cannot see what is pending in the room's document once it is rebuilt, so a
+pending change would reach the room unchecked, with whatever completes it. A client that
+follows the sync protocol never sends one: it only builds on what the room sent it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TextEvent
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TextEvent, get_update
+
+from ..rooms.protocol import FrameReader
 
 __all__ = ["Touched", "UpdateGuard", "UpdateRefused"]
 
@@ -164,6 +173,10 @@ class UpdateGuard:
             raise UpdateRefused("pycrdt panicked on the update") from e
         finally:
             self._recording = False
+        reason = _unintegrated(update, shadow)
+        if reason is not None:
+            self._shadow = None  # it holds the pending change, which the room will not
+            raise UpdateRefused(reason)
         self.changed_structure = bool(touched.cells or touched.meta or touched.states)
         check = self._check if touched.cells or touched.meta else self._whole
         if check is None:
@@ -178,3 +191,30 @@ class UpdateGuard:
     def reset(self) -> None:
         """Forget the shadow (it is rebuilt on the next update): frees its memory."""
         self._shadow = None
+
+
+def _unintegrated(update: bytes, shadow: Doc[Any]) -> str | None:
+    """Why ``update``, just applied to ``shadow``, is not wholly part of it, or None."""
+    state = shadow.get_state()
+    try:
+        # What of the update the shadow has not seen: no structs if all integrated; the
+        # update's delete set, whole.
+        reader = FrameReader(get_update(update, state))
+        if reader.var_uint() != 0:
+            return "it depends on changes the room does not have"
+        known = _read_state(state)
+        for _ in range(reader.var_uint()):
+            client = reader.var_uint()
+            for _ in range(reader.var_uint()):
+                clock = reader.var_uint()
+                if clock + reader.var_uint() > known.get(client, 0):
+                    return "it deletes changes the room does not have"
+    except Exception as e:  # pycrdt, or a FrameError
+        return f"not a valid update: {e}"
+    return None
+
+
+def _read_state(state: bytes) -> dict[int, int]:
+    """A state vector: client id -> the clock after its last change known."""
+    reader = FrameReader(state)
+    return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
