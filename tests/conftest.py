@@ -45,6 +45,9 @@ def free_port() -> int:
 class Server:
     """A running ``jupyter server`` with ydoc_outputs, on 127.0.0.1."""
 
+    #: The servers running now: a failing test's report ends with their logs' tails.
+    live: set[Server] = set()
+
     def __init__(
         self,
         root: Path,
@@ -70,6 +73,7 @@ class Server:
         ]  # fmt: skip
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        Server.live.add(self)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -90,13 +94,18 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
     def kill(self) -> None:
         """SIGKILL: no clean-up at all, as in a crash."""
         self.proc.kill()
         self.proc.wait(20)
         self._log.close()
+        Server.live.discard(self)
 
     def stop(self) -> None:
+        Server.live.discard(self)
         if self.proc.poll() is not None:
             self._log.close()  # killed, or died on its own: the log file is still open
             return
@@ -119,6 +128,21 @@ class Server:
         if token is not None:
             query.append(f"token={token}")
         return f"ws://127.0.0.1:{self.port}/api/collaboration/room/{room}?{'&'.join(query)}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test's report shows the end of each running server's log: on CI, the
+    only trace of what the server did."""
+    report = yield
+    if report.failed and call.when == "call":
+        for server in sorted(Server.live, key=lambda s: str(s.log_path)):
+            try:
+                tail = server.log_tail()
+            except OSError:
+                continue
+            report.sections.append((f"end of {server.log_path}", tail))
+    return report
 
 
 def write_notebook(root: Path, name: str, sources: list[str]) -> tuple[str, list[str]]:
