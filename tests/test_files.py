@@ -175,3 +175,34 @@ async def test_a_notebook_jupyter_ydoc_cannot_load_is_refused_whole(
     assert [c["source"] for c in client.notebook.ycells.to_py()] == ["1 + 1"]
     assert "Traceback" not in server.log().split("unloadable.ipynb")[-1]
     await client.disconnect()
+
+
+async def test_a_client_cannot_join_an_open_room_whose_file_it_cannot_load(
+    server: Server, session: Session
+):
+    """The file of an open room changed into something the room cannot load: the room
+    keeps its document and saves nothing, and a client that joins now is refused as a
+    fresh open would be, even before the watcher has looked. Found by tests/test_model.py:
+    a chat client joined a chat room open on a file that had become a notebook."""
+    path, [cell] = write_notebook(server.root, "joined.ipynb", ["1"])
+    file = server.root / path
+    client = await session.client(path)
+    good = json.loads(file.read_text())
+    broken = {**good["cells"][0], "sourcex": "2"}
+    del broken["source"]
+    unloadable = json.dumps({**good, "cells": [broken]})
+    file.write_text(unloadable)
+    model = await session.open(path)
+    late = YClient(server.ws_url(model["room"], model["sessionId"]))
+    with contextlib.suppress(Exception):
+        await late.connect()
+    await asyncio.wait_for(late.closed.wait(), 5)
+    assert late.close_code == 4400
+    assert "cannot load" in (late.close_reason or "")
+    assert client.cell(cell)["source"] == "1"  # the open room kept its document
+    assert file.read_text() == unloadable
+    file.write_text(json.dumps(good))  # loadable again: clients may join
+    again = await session.client(path)
+    assert again.cell(cell)["source"] == "1"
+    await again.disconnect()
+    await client.disconnect()

@@ -161,6 +161,12 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
             log.exception("cannot open room %s", room_name)
             self.close(CLOSE_SERVER_ERROR, "cannot open the document")
             return
+        if document and isinstance(room, DocumentRoom):
+            refusal = await manager.refusal_to_join(room)
+            if refusal is not None:
+                manager.maybe_clean_up(room)
+                self.close(CLOSE_BAD_REQUEST, close_reason(refusal))
+                return
         if self.ws_connection is None or self.ws_connection.is_closing():
             manager.maybe_clean_up(room)
             return

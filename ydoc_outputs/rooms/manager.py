@@ -24,7 +24,7 @@ from .events import CollaborationEvents
 from .room import DocumentRoom, NotebookRoom
 from .sync import AWARENESS_INTERVAL, CACHE_BYTES, AnswerCache
 from .transient import TransientRoom, is_document_room_name
-from .watcher import CLOSE_FILE_DELETED, FileMissing, FileWatcher
+from .watcher import CLOSE_FILE_DELETED, FileMissing, FileUnreadable, FileWatcher
 
 __all__ = ["ROOM_PREFIX", "RoomError", "RoomManager"]
 
@@ -133,6 +133,29 @@ class RoomManager:
         if key is None:
             raise RoomError(400, f"not the name of a document room of a served kind: {name!r}")
         return key
+
+    async def refusal_to_join(self, room: DocumentRoom) -> str | None:
+        """Why a client may not join ``room`` now, or None.
+
+        The file may have changed, since the watcher last looked, into something the
+        room's kind cannot load (a notebook written over a chat's file): the room then
+        keeps its document and saves nothing, and a room opened now would be refused.
+        A client joining it is refused too, rather than shown a document that is not
+        the file's. The file is brought up to date first, as the watcher would.
+        """
+        path = self.path_of(room.key.file_id)
+        if path is None:
+            return None
+        try:
+            async with room.autosaver.lock, self.file_lock(room.key.file_id):
+                await self.watcher.sync_from_disk(room, path)
+        except FileUnreadable:
+            return f"{path} changed into something {room.name} cannot load"
+        except FileMissing:
+            return None
+        except Exception:
+            log.exception("could not check the file of %s", room.name)
+        return None
 
     def path_of(self, file_id: str) -> str | None:
         path: str | None = self._file_ids().get_path(file_id)
