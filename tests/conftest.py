@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import nbformat
@@ -46,7 +46,7 @@ class Server:
     """A running ``jupyter server`` with ydoc_outputs, on 127.0.0.1."""
 
     #: The servers running now: a failing test's report ends with their logs' tails.
-    live: set[Server] = set()
+    live: ClassVar[set[Server]] = set()
 
     def __init__(
         self,

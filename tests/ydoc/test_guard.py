@@ -273,7 +273,7 @@ def test_a_pending_change_never_reaches_the_room_unchecked():
 def test_deleting_what_the_room_lacks_is_refused():
     room = Room()
     client = room.client()
-    inserted, deleted = _updates(
+    _, deleted = _updates(
         client,
         lambda nb: nb.ycells[0]["metadata"].__setitem__("tmp", "x"),
         lambda nb: nb.ycells[0]["metadata"].pop("tmp"),
