@@ -14,6 +14,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from ydoc_outputs.kernels.iopub import IopubReader, MessageDecoder, MessageError, decode
+from ydoc_outputs.kernels.pump import _drain_shell
 
 KEY = b"0123456789abcdef"
 
@@ -223,3 +224,32 @@ def test_json_parts_unpack_as_json_unpacker_unpacks_them(part: bytes) -> None:
             _json_part(part)
     else:
         assert _json_part(part) == expected
+
+
+async def test_shell_replies_are_decoded_from_the_socket_and_a_bad_one_skipped(
+    pair: tuple[zmq.asyncio.Socket, zmq.asyncio.Socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    sender, receiver = pair
+    session = Session(key=KEY)
+    client = SimpleNamespace(shell_channel=SimpleNamespace(socket=receiver), session=session)
+    replies: list[Any] = []
+    drain = asyncio.ensure_future(_drain_shell(client, replies.append))
+    try:
+        bad = frames(session, "execute_reply", status="ok", execution_count=1)
+        bad[2] = b"0" * 64
+        await sender.send_multipart(bad)
+        await sender.send_multipart(
+            frames(session, "execute_reply", status="ok", execution_count=2)
+        )
+        for _ in range(1000):
+            if replies:
+                break
+            await asyncio.sleep(0.01)
+        [reply] = replies
+        assert reply["msg_type"] == "execute_reply"
+        assert reply["content"]["execution_count"] == 2
+        assert isinstance(reply["header"]["date"], str)  # as the page gets it, unparsed
+        assert "dropping a shell message: invalid signature" in caplog.text
+    finally:
+        drain.cancel()
+        await asyncio.gather(drain, return_exceptions=True)

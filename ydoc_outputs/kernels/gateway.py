@@ -160,9 +160,7 @@ def _restart_state(message: KernelMessage) -> str | None:
     the new process makes it ``idle``. (``dead``, the restarter giving up, the rules
     record as it is, and jupyter_server's culler shuts such a kernel down.)
     """
-    if message.get("msg_type") != "status" or (message.get("parent_header") or {}).get(
-        "msg_id"
-    ):
+    if message.get("msg_type") != "status" or (message.get("parent_header") or {}).get("msg_id"):
         return None
     content = message.get("content")
     restarting = isinstance(content, dict) and content.get("execution_state") == "restarting"

@@ -400,7 +400,7 @@ class KernelRunner:
                 "data": {"method": "update", "state": {"outputs": outputs}, "buffer_paths": []},
             }
             try:
-                self._client.shell_channel.send(self._client.session.msg("comm_msg", content))
+                self._connection.send_shell("comm_msg", content)
             except Exception:
                 log.warning("could not give kernel %s the outputs of widget %s",
                             self.kernel_id, comm_id, exc_info=True)  # fmt: skip
@@ -478,7 +478,7 @@ class KernelRunner:
             await self._pump.drain()
             self._welcomed.clear()
             try:
-                msg_id = self._client.kernel_info()
+                msg_id = self._connection.send_shell("kernel_info_request", {})
             except Exception as e:  # a gateway client's websocket closed under it
                 log.warning("kernel %s: cannot ask kernel_info (%r); reconnecting",
                             self.kernel_id, e)  # fmt: skip
@@ -530,7 +530,10 @@ class KernelRunner:
         room.reducer.start_cell(request.cell_id)
         room.writer.apply(room.reducer.flush())
         process = self._monitor.snapshot().process
-        msg_id = self._client.execute(request.code, allow_stdin=False, stop_on_error=True)
+        msg_id = self._connection.send_shell("execute_request", {
+            "code": request.code, "silent": False, "store_history": True,
+            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True,
+        })  # fmt: skip
         self._router.add(msg_id, Route(request.document_id, request.cell_id))
         run = _Run(request, msg_id, CellWatch(process))
         if self._running is None:
