@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TextEvent, get_update
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, TextEvent, get_update, write_var_uint
 
 from ..rooms.protocol import FrameReader
 
@@ -216,7 +216,7 @@ def _unintegrated(update: bytes, shadow: Doc[Any]) -> str | None:
                 end = clock + reader.var_uint()
                 if known is None:
                     known = _state_entries(state)
-                if end > _var_uint(known.get(_encode_var_uint(client), b"\0")):
+                if end > _var_uint(known.get(write_var_uint(client), b"\0")):
                     return "it deletes changes the room does not have"
     except Exception as e:  # pycrdt, or a FrameError
         return f"not a valid update: {e}"
@@ -233,15 +233,6 @@ def _state_entries(state: bytes) -> dict[bytes, bytes]:
     varUint in Python cost a millisecond per deleting keystroke."""
     numbers = _VAR_UINT.findall(state)
     return dict(zip(numbers[1::2], numbers[2::2], strict=False))
-
-
-def _encode_var_uint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _var_uint(data: bytes) -> int:
