@@ -59,3 +59,48 @@ def test_a_duplicated_id_is_found_at_its_first_cell() -> None:
     nb = notebook(cell("a"), cell("a"), cell("b"))
     index = CellIndex(nb.ycells)
     assert index.view().positions == {"a": 0, "b": 2}
+
+
+def _page_marks(nb: YNotebook, *indices: int, state: str = "running") -> set[int]:
+    """A page's update that changes only the execution_state of these cells, applied to
+    the room's document; returns what the room's guard reports (the indices)."""
+    page = Doc()
+    page.apply_update(nb.ydoc.get_update())
+    page_cells = page.get("cells", type=type(nb.ycells))
+    for i in indices:
+        page_cells[i]["execution_state"] = state
+    nb.ydoc.apply_update(page.get_update(nb.ydoc.get_state()))
+    return set(indices)
+
+
+def test_a_mark_alone_is_read_without_a_rebuild(monkeypatch: Any) -> None:
+    nb = notebook(cell("a"), cell("m", "markdown"), cell("b"), cell("c"))
+    index = CellIndex(nb.ycells)
+    assert index.view().marked == set()
+    rebuilds: list[int] = []
+    rebuild = index._rebuild
+    monkeypatch.setattr(index, "_rebuild", lambda: (rebuilds.append(1), rebuild())[1])
+    # Told before the update is applied, as the room's guard tells.
+    indices = {2, 3}
+    index.client_marked(indices)
+    _page_marks(nb, *indices)
+    assert index.view().marked == {"b", "c"}
+    found = index.find("c")
+    assert found is not None and found[1] == 2
+    assert rebuilds == []
+    # Set idle by a page: seen when asked, still without a rebuild.
+    index.client_marked({2})
+    _page_marks(nb, 2, state="idle")
+    assert index.view().marked == {"c"}
+    assert rebuilds == []
+
+
+def test_a_mark_told_for_a_cell_that_moved_rebuilds() -> None:
+    nb = notebook(cell("a"), cell("b"))
+    index = CellIndex(nb.ycells)
+    assert index.view().marked == set()
+    index.client_marked({1})
+    _page_marks(nb, 1)
+    nb.ycells.insert(0, nb.create_ycell(cell("z")))  # before anyone looked
+    assert index.view().marked == {"b"}
+    assert index.view().positions == {"z": 0, "a": 1, "b": 2}

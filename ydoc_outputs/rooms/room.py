@@ -257,7 +257,11 @@ class NotebookRoom(DocumentRoom):
         self.guard.changed_structure = False  # not an update: unchanged
         super().admit(message)
         if self.guard.changed_structure:
-            self.cells.client_changed()
+            touched = self.guard.touched
+            if touched.cells or touched.meta:
+                self.cells.client_changed()
+            else:  # only marks (a page's [*] before it posts a cell): no cell moved
+                self.cells.client_marked(touched.states)
             if self._on_cells_changed is not None:
                 self._on_cells_changed(self)
 
