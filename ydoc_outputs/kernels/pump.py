@@ -179,7 +179,6 @@ async def _drain_shell(client: Any, on_reply: Callable[[Any], None] | None) -> N
                 assert socket is not None
                 try:
                     reply = decoder.decode(await socket.recv_multipart())
-                    log.warning("DBG shell %s", reply.get("msg_type"))
                 except MessageError as e:
                     log.warning("dropping a shell message: %s", e)
                     continue
