@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc
 
 from .conftest import Server, Session, write_notebook
 from .page import mark, post, run_as_the_page_does
 from .test_execution import run_to_idle
+from .yclient import YClient
 
 
 def chain(n: int) -> list[str]:
@@ -74,6 +78,46 @@ async def test_an_error_in_a_run_all_stops_it_there(server: Server, session: Ses
     await run_to_idle(client, cells[3])
     reply = await session.http.get(f"/api/ydoc-outputs/export/{path}")
     assert "NameError" not in reply.text
+    await client.disconnect()
+
+
+async def test_marks_sent_before_a_request_reach_the_room_before_it(
+    server: Server, session: Session
+):
+    """A page's marks go over the room websocket before its execute requests. If the
+    room takes them in more slowly than the server handles requests, a cell can run and
+    end before its own mark is applied; a mark made before the page saw the cell start
+    is concurrent with the server's idle, and wins it when the page's client id is the
+    higher one: the cell then shows running after it ran, until the grace makes it idle
+    (and a Run All's later cells wait for it that long). Here 300 marks go out, the
+    posted cell's own mark last, then its request: the mark must be in first."""
+    path, cells = write_notebook(server.root, "marks-first.ipynb", ["x = 1"] + ["pass"] * 299)
+    kernel = await session.start_kernel()
+    opened = await session.open(path)
+    # The highest client id a Yjs page can have: its concurrent writes win.
+    page = YNotebook(Doc(client_id=2**53 - 1))
+    client = YClient(server.ws_url(opened["room"], opened["sessionId"]), page)
+    await client.connect()
+    first = cells[0]
+    ran_then_running: list[str] = []
+
+    def watch() -> None:
+        if client.cell(first).get("execution_count") and client.state(first) == "running":
+            ran_then_running.append(client.state(first))
+
+    client.listeners.append(watch)
+    for cell_id in [*cells[1:], first]:
+        mark(client, cell_id)
+    await client.flush()
+    r = await post(session.http, kernel, opened["room"], first, int(time.time() * 1000))
+    assert r.status_code == 202, r.text
+    # Cells 1-299 were marked and never posted: the grace sets them idle, after which
+    # every mark is in. The posted cell ran, and never showed running after that.
+    for cell_id in cells[1:]:
+        await client.wait_for(lambda cell_id=cell_id: client.state(cell_id) == "idle")
+    await run_to_idle(client, first)
+    assert ran_then_running == []
+    assert client.state(first) == "idle"
     await client.disconnect()
 
 

@@ -103,6 +103,16 @@ class WebsocketChannel:
                 continue
             return message
 
+    def put_nowait(self, message: bytes) -> bool:
+        """Hand a received message to the room if its queue has room; whether it had
+        (a message that came after the end is dropped, and counts as handed)."""
+        if len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:
+            return False
+        if not self.ended:
+            self._queue.append(message)
+            self._readable.set()
+        return True
+
     async def put(self, message: bytes) -> None:
         """Hand a received message to the room; wait while the room is far behind."""
         while len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
@@ -230,50 +231,66 @@ class RoomWebsocketHandler(WebSocketMixin, WebSocketHandler, CollaborationHandle
         else:
             self.close(code, reason)
 
-    async def on_message(self, message: str | bytes) -> None:
-        # An exception here would escape Tornado's read loop, unlogged until collected.
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # Not a coroutine: Tornado makes a task of each awaitable on_message returns and
+        # reads the next frame once it is done, a pass of the event loop or two per
+        # message. A page's messages then reached the room at the pace of everything
+        # else the loop did: a Run All's [*] marks, sent before their execute requests,
+        # fell behind them, and a mark applied after its cell had run showed it running
+        # again. Frames already received are now handed to the room at once.
         try:
-            await self._on_message(message)
+            return self._on_message(message)
         except Exception:
-            log.exception(
-                "error while handling a message for %s", self._channel and self._channel.path
-            )
-            self._refuse(CLOSE_SERVER_ERROR, "server error")
+            self._failed()
+            return None
 
-    async def _on_message(self, message: str | bytes) -> None:
-        # Tornado reads the next frame only once on_message returns: waiting for room in
-        # the queue below pushes a flood back onto the sender's socket.
+    def _failed(self) -> None:
+        # An exception would escape Tornado's read loop, unlogged until collected.
+        log.exception("error while handling a message for %s", self._channel and self._channel.path)
+        self._refuse(CLOSE_SERVER_ERROR, "server error")
+
+    async def _put_when_room(self, channel: WebsocketChannel, message: bytes) -> None:
+        try:
+            await channel.put(message)
+        except Exception:
+            self._failed()
+
+    def _on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # Tornado reads the next frame only once the awaitable returned is done: waiting
+        # for room in the channel's queue pushes a flood back onto the sender's socket.
         channel = self._channel
         if channel is None or channel.ended:
-            return
+            return None
         if isinstance(message, str):
             self._refuse(CLOSE_BAD_REQUEST, "expected a binary y-websocket message")
-            return
+            return None
         try:
             kind = check_message(message)
         except FrameError as e:
             self._refuse(CLOSE_BAD_REQUEST, f"malformed message: {e}")
-            return
+            return None
         if kind is MessageKind.AWARENESS:
             # Echoed to every client of the room: a flood costs the server N times.
             if len(message) > self._limits.max_awareness_bytes:
                 self._refuse(CLOSE_TOO_BIG, "awareness message too big")
-                return
+                return None
             if not self._awareness.take():
                 self._refuse(CLOSE_TOO_MANY, "too many awareness messages")
-                return
+                return None
         elif kind in (MessageKind.SYNC_REQUEST, MessageKind.SAVE) and not self._requests.take():
             # Each one costs a whole-document encoding or a save.
             self._refuse(CLOSE_TOO_MANY, "too many sync or save requests")
-            return
+            return None
         if kind is MessageKind.OTHER:
-            return
+            return None
         if kind is MessageKind.SAVE:
             task = asyncio.ensure_future(self._on_raw(message))
             self._raw_tasks.add(task)
             task.add_done_callback(self._raw_tasks.discard)
-            return
-        await channel.put(message)
+            return None
+        if channel.put_nowait(message):
+            return None
+        return self._put_when_room(channel, message)
 
     def on_close(self) -> None:
         if self._channel is not None:
