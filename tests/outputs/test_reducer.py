@@ -123,6 +123,23 @@ def test_start_cell_clears_then_marks_running() -> None:
     assert reducer.flush() == []
 
 
+def test_a_cell_started_when_queued_is_started_again_only_if_touched_since() -> None:
+    # Queued (its POST), then sent to the kernel: nothing happened to it in between.
+    reducer = OutputReducer()
+    reducer.start_cell("c")
+    reducer.flush()
+    reducer.start_cell("c", again=True)
+    assert reducer.flush() == []
+    # Its previous run's output came in between (the same cell queued twice): cleared.
+    reducer.feed("c", out("late"))
+    reducer.start_cell("c", again=True)
+    ops = reducer.flush()
+    assert ClearOutputs("c") in ops and SetExecutionState("c", "running") in ops
+    # A cell never started when queued is started in full.
+    reducer.start_cell("d", again=True)
+    assert ClearOutputs("d") in reducer.flush()
+
+
 def test_execution_count_is_written_with_idle() -> None:
     # JupyterLab takes a new count as the end of a run and would hide the [*].
     reducer = OutputReducer()

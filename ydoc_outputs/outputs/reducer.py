@@ -126,6 +126,8 @@ class OutputReducer:
         self.record_timing = record_timing
         #: The timing recorded so far of each cell that runs, when recording.
         self._timing: dict[str, dict[str, str]] = {}
+        #: Cells started and not fed nor recorded since (see start_cell).
+        self._untouched: set[str] = set()
         self._cells: dict[str, _Cell] = {}
         self._display_cells: dict[str, dict[str, None]] = {}  # display_id -> cell ids
         self._queue: list[_Entry] = []
@@ -141,9 +143,17 @@ class OutputReducer:
         cell = self._cells.get(cell_id)
         return cell.count if cell is not None else 0
 
-    def start_cell(self, cell_id: str) -> None:
+    def start_cell(self, cell_id: str, *, again: bool = False) -> None:
         """Start a new execution of a cell: clear its outputs and count, mark it running,
-        and trust it (what it will output comes from running the notebook's code)."""
+        and trust it (what it will output comes from running the notebook's code).
+
+        ``again``: the cell was started when it was queued, and starts to run now: if
+        nothing was fed or recorded for it since, it is as that start left it, and
+        nothing is queued (a Run All's cells are each started twice).
+        """
+        if again and cell_id in self._untouched:
+            return
+        self._untouched.add(cell_id)
         self._queue_clear(cell_id)
         self._queue_op(cell_id, TrustCell(cell_id))
         self._queue_op(cell_id, SetExecutionCount(cell_id, None))
@@ -157,6 +167,7 @@ class OutputReducer:
         """Record when ``event`` of the cell's run happened (``iopub.status.busy``,
         ``shell.execute_reply``...), if recording: ``date`` is the message's header date
         (or ``metadata.started``), as the kernel wrote it."""
+        self._untouched.discard(cell_id)
         timing = self._timing.get(cell_id) if self.record_timing else None
         if isinstance(date, datetime.datetime):  # deserialized by jupyter_client
             date = date.isoformat().replace("+00:00", "Z")
@@ -174,6 +185,7 @@ class OutputReducer:
         """
         self._reset_cell(cell_id)
         self._cells.pop(cell_id, None)
+        self._untouched.discard(cell_id)
 
     def feed(self, cell_id: str, msg: KernelMessage) -> None:
         """Apply one iopub message whose output goes to ``cell_id``.
@@ -185,6 +197,7 @@ class OutputReducer:
             cell_id: The cell the message's parent request ran.
             msg: The deserialized message.
         """
+        self._untouched.discard(cell_id)
         unpacked = _unpack(msg)
         if unpacked is None:
             return
