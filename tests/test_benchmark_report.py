@@ -112,3 +112,60 @@ async def test_page_network_holds_each_post_back_its_cells_delay() -> None:
         )
     assert cells == ["b", "c", "a"]
     assert network.delays == {}
+
+
+async def test_keep_alive_transport_reuses_connections_and_reads_both_body_kinds() -> None:
+    """The page's light HTTP/1.1 client (benchmarks/pagehttp.py) against a real socket:
+    requests go out whole, bodies of known length and chunked ones come back whole, and
+    a second request goes over the connection the first one used."""
+    from benchmarks.pagehttp import KeepAliveTransport
+
+    seen: list[tuple[int, bytes]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = id(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = next(
+                    int(line.split(":", 1)[1])
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-length:")
+                )
+                body = await reader.readexactly(length)
+                seen.append((connection, head.split("\r\n", 1)[0].encode() + b" " + body))
+                if head.startswith("GET /chunked"):
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"5\r\nhello\r\n6; x=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+                    )
+                else:
+                    answer = b'{"status": "queued"}'
+                    writer.write(
+                        b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                        + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+                        + answer
+                    )
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = KeepAliveTransport()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, transport=transport) as http:
+            posted = await http.post("/api/kernels/k/execute?123", json={"cell_id": "c1"})
+            chunked = await http.get("/chunked")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert posted.status_code == 202
+    assert posted.json() == {"status": "queued"}
+    assert chunked.status_code == 200
+    assert chunked.content == b"hello world"
+    assert [line for _, line in seen] == [
+        b'POST /api/kernels/k/execute?123 HTTP/1.1 {"cell_id":"c1"}',
+        b"GET /chunked HTTP/1.1 ",
+    ]
+    assert seen[0][0] == seen[1][0]  # one connection, kept alive
