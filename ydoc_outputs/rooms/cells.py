@@ -5,9 +5,8 @@ cells costs about 2 ms per 50 cells: too much for each execute request and each 
 the next cell to run. The index is rebuilt only when the ``cells`` array itself changed
 (cells inserted, deleted or moved, by anyone: a shallow observer, which the server's
 output writes inside cells do not wake) or after a client changed a cell beyond its
-text (the room's update guard tells, see :meth:`CellIndex.client_changed`). A page's mark of
-a cell it is about to run changes nothing else: only the marked cells are read again
-(:meth:`CellIndex.client_marked`).
+text (the room's update guard tells, see :meth:`CellIndex.client_changed`): that is how
+a page's mark of a cell it is about to run arrives.
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ class CellIndex:
         self._positions: dict[str, int] = {}
         #: Code cells found running at the last rebuild and not seen idle since.
         self._marked: set[str] = set()
-        #: Indices of cells whose ``execution_state`` alone a client changed since, to
-        #: read once the update is applied (it is told before).
-        self._remarked: set[int] = set()
 
     def _cells_moved(self, _event: Any) -> None:
         self._stale = True
@@ -45,37 +41,6 @@ class CellIndex:
     def client_changed(self) -> None:
         """A client's update changed a cell beyond its text (e.g. marked it running)."""
         self._stale = True
-
-    def client_marked(self, indices: set[int]) -> None:
-        """A client's update, about to be applied, changes only the ``execution_state``
-        of the cells at ``indices`` (a page marks each cell of a Run All right before
-        posting it): their marks are read at the next look, no rebuild needed."""
-        if not self._stale:
-            self._remarked |= indices
-
-    def _read_remarked(self) -> None:
-        remarked, self._remarked = self._remarked, set()
-        count = len(self._ycells)
-        for i in remarked:
-            ycell = self._ycells[i] if i < count else None
-            if not isinstance(ycell, Map):
-                self._stale = True  # not where the index has it: look again
-                return
-            cell_id = ycell.get("id")
-            if not isinstance(cell_id, str) or self._index.get(cell_id) != i:
-                self._stale = True
-                return
-            if cell_id in self._positions and ycell.get("execution_state") == "running":
-                self._marked.add(cell_id)
-
-    def _fresh(self) -> bool:
-        """Bring the index up to date; whether it was rebuilt."""
-        if self._remarked and not self._stale:
-            self._read_remarked()
-        if self._stale:
-            self._rebuild()
-            return True
-        return False
 
     def _rebuild(self) -> None:
         index: dict[str, int] = {}
@@ -97,7 +62,6 @@ class CellIndex:
                 code += is_code
         self._index, self._positions, self._marked = index, positions, marked
         self._stale = False
-        self._remarked = set()
 
     def _cell(self, cell_id: str) -> Map[Any] | None:
         """The cell's map, through the index (checked: it may have moved)."""
@@ -115,9 +79,10 @@ class CellIndex:
     def find(self, cell_id: str) -> tuple[Map[Any], int] | None:
         """The cell with this id and its index among the code cells (-1 for other
         cells), or None if there is none."""
-        rebuilt = self._fresh()
+        if self._stale:
+            self._rebuild()
         ycell = self._cell(cell_id)
-        if ycell is None and not rebuilt:
+        if ycell is None and not self._stale:
             self._rebuild()  # moved by a change that told nobody; look once more
             ycell = self._cell(cell_id)
         if ycell is None:
@@ -129,7 +94,8 @@ class CellIndex:
         ``skip`` (the ones the server runs or queued) are left out. Each mark is read
         again only when the queue asks about it (the server sets cells idle as they end:
         only those can have lost a mark since the last rebuild)."""
-        if self._fresh():
+        if self._stale:
+            self._rebuild()
             return DocumentView(self._positions, self._marked - skip)
         return DocumentView(self._positions, self._marked - skip, self._still_marked)
 

@@ -257,11 +257,7 @@ class NotebookRoom(DocumentRoom):
         self.guard.changed_structure = False  # not an update: unchanged
         super().admit(message)
         if self.guard.changed_structure:
-            touched = self.guard.touched
-            if touched.cells or touched.meta:
-                self.cells.client_changed()
-            else:  # only marks (a page's [*] before it posts a cell): no cell moved
-                self.cells.client_marked(touched.states)
+            self.cells.client_changed()
             if self._on_cells_changed is not None:
                 self._on_cells_changed(self)
 

@@ -189,11 +189,6 @@ class UpdateGuard:
             self._shadow = None
             raise
 
-    @property
-    def touched(self) -> Touched:
-        """What the last admitted update changed."""
-        return self._touched
-
     def reset(self) -> None:
         """Forget the shadow (it is rebuilt on the next update): frees its memory."""
         self._shadow = None
