@@ -14,6 +14,7 @@ responses with ``Content-Length`` or chunked bodies, read whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 
@@ -65,10 +66,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status, headers=headers, content=content, request=request)
 
     async def aclose(self) -> None:
-        for pool in self._idle.values():
-            for _reader, writer in pool:
-                writer.close()
+        writers = [writer for pool in self._idle.values() for _reader, writer in pool]
         self._idle.clear()
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def _read_response(

@@ -121,8 +121,10 @@ async def test_keep_alive_transport_reuses_connections_and_reads_both_body_kinds
     from benchmarks.pagehttp import KeepAliveTransport
 
     seen: list[tuple[int, bytes]] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         connection = id(writer)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
@@ -148,6 +150,7 @@ async def test_keep_alive_transport_reuses_connections_and_reads_both_body_kinds
                     )
                 await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -158,6 +161,8 @@ async def test_keep_alive_transport_reuses_connections_and_reads_both_body_kinds
             posted = await http.post("/api/kernels/k/execute?123", json={"cell_id": "c1"})
             chunked = await http.get("/chunked")
     finally:
+        # The client closed its connection: each handler reads the end and closes its own.
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)
         server.close()
         await server.wait_closed()
     assert posted.status_code == 202
