@@ -115,12 +115,9 @@ class WebsocketChannel:
 
     async def put(self, message: bytes) -> None:
         """Hand a received message to the room; wait while the room is far behind."""
-        while len(self._queue) >= MAX_QUEUED_MESSAGES and not self.ended:
+        while not self.put_nowait(message):
             self._writable.clear()
             await self._writable.wait()
-        if not self.ended:
-            self._queue.append(message)
-            self._readable.set()
 
     def end(self, *, drop: bool) -> None:
         """No more messages: the client left (``drop=False``: what it sent is still
