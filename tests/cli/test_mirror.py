@@ -200,3 +200,22 @@ def test_the_initial_state_is_printed():
     printer = TerminalPrinter(late, tty=False)
     NotebookMirror(run.client.ycells, printer, lambda c, _i: c == "a").start()
     assert late.getvalue() == "before\nshown\n"
+
+
+def test_cells_changed_in_one_transaction_print_in_notebook_order():
+    """A pump batch can end a cell and run the next in one transaction (the runner sends
+    cells ahead); its events reach the mirror in no set cell order (it varies from one
+    document to the next), so several documents are checked."""
+    for _ in range(20):
+        run = Run()
+        run.start("a")
+        run.feed([out("a0\n")], "a")
+        reducer = run.reducer
+        reducer.feed("a", out("a1\n"))
+        reducer.feed("a", IDLE)
+        reducer.start_cell("b")
+        reducer.feed("b", out("b0\n"))
+        reducer.feed("b", IDLE)
+        run.writer.apply(reducer.flush())
+        run.sync()
+        assert run.text == "a0\na1\nb0\n"

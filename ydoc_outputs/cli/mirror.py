@@ -107,7 +107,10 @@ class NotebookMirror:
                 break
             if isinstance(path[0], int):
                 by_cell.setdefault(path[0], []).append(event)
-        for index, cell_events in by_cell.items():
+        # One transaction can change several cells: the server writes a pump batch at
+        # once, which may end one cell and run the next ones. Events come in no cell
+        # order, so print the cells in the notebook's order (a run's order).
+        for index, cell_events in sorted(by_cell.items()):
             ycell = self._ycells[index] if index < len(self._ycells) else None
             if not isinstance(ycell, Map):
                 continue
