@@ -16,7 +16,7 @@ from typing import Any
 
 import websockets
 
-from ydoc_outputs.kernels.websocket import is_question, requested_state
+from ydoc_outputs.kernels.websocket import STATUS_CHECK, is_question, requested_state
 
 from .conftest import TOKEN, Session, write_notebook
 from .yclient import YClient
@@ -141,3 +141,27 @@ def test_which_messages_are_questions() -> None:
     assert requested_state("comm_open", state) is None
     assert requested_state("comm_msg", {"comm_id": 3, "data": {"method": "request_state"}}) is None
     assert requested_state("comm_msg", "not a dict") is None
+
+
+async def test_a_page_that_leaves_mid_run_is_not_written_to(session: Session):
+    """The last page of a kernel to leave keeps its channels (jupyter_server buffers for
+    its return), so the check that the cell it was told of still runs must stop on its
+    own: writing the idle to the closed websocket raised in a loop callback."""
+    root = session.server.root
+    path, [cell] = write_notebook(root, "leaves.ipynb", ["import time\ntime.sleep(2)"])
+    kernel, room, client = await session.prepare(path)
+    assert (await session.execute(kernel, room, cell)).status_code == 202
+    url = (
+        f"ws://127.0.0.1:{session.server.port}/api/kernels/{kernel}/channels"
+        f"?session_id={uuid.uuid4().hex}&token={TOKEN}"
+    )
+    async with websockets.connect(url, max_size=None) as ws:
+        busy = await answer_to(ws, None, "status", 5)
+        assert busy["content"]["execution_state"] == "busy"
+        assert busy["parent_header"]["msg_type"] == "execute_request"
+    while client.state(cell) == "running":
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(3 * STATUS_CHECK)  # a check after the end would have written
+    log = session.server.log()
+    assert "WebSocketClosedError" not in log, log[-3000:]
+    assert "Exception in callback" not in log, log[-3000:]

@@ -53,6 +53,7 @@ from jupyter_server.services.kernels.connection.channels import (
     ZMQChannelsWebsocketConnection,
 )
 from tornado.ioloop import IOLoop
+from tornado.websocket import WebSocketClosedError
 
 __all__ = ["QuestionsConnection", "is_question", "requested_state", "tell_pages"]
 
@@ -120,6 +121,10 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         self._creating: str | None = None
         #: Questions that wait for the subshell, as the page sent them.
         self._waiting: list[Any] = []
+        #: The page closed its websocket. The last page of a kernel to leave keeps its
+        #: channels (jupyter_server buffers the kernel's messages for its return), so
+        #: ``channels`` does not tell.
+        self._left = False
 
     # -- a page that connects mid-run ------------------------------------------------------
 
@@ -135,6 +140,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         self._tell_what_runs()
 
     def disconnect(self) -> Any:
+        self._left = True
         pages = _pages.get(self.kernel_id)
         if pages is not None:
             pages.discard(self)
@@ -169,7 +175,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         loop = IOLoop.current()
 
         def check() -> None:
-            if not self.channels:
+            if self._left or not self.channels:
                 return  # the page left
             runner = self._runner()
             now = runner.running_msg_id if runner is not None else None
@@ -185,18 +191,23 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         self, msg_type: str, content: dict[str, Any], parent: dict[str, Any], buffers: list[bytes]
     ) -> None:
         """An iopub message from the kernel, as the kernel would send it, to this page only."""
+        if self._left:
+            return
         msg = self.session.msg(msg_type, content, parent=parent)
         if self.subprotocol == V1:
             parts = [self.session.pack(msg[key]) for key in
                      ("header", "parent_header", "metadata", "content")]  # fmt: skip
-            self.write_message(serialize_msg_to_ws_v1([*parts, *buffers], "iopub"), binary=True)
-            return
-        msg["channel"] = "iopub"
-        msg["buffers"] = buffers
-        if buffers:
-            self.write_message(serialize_binary_message(msg), binary=True)
+            frame: str | bytes = serialize_msg_to_ws_v1([*parts, *buffers], "iopub")
         else:
-            self.write_message(json.dumps(msg, default=json_default))
+            msg["channel"] = "iopub"
+            msg["buffers"] = buffers
+            if buffers:
+                frame = serialize_binary_message(msg)
+            else:
+                frame = json.dumps(msg, default=json_default)
+        # The websocket may be closing before its on_close has told us (_left).
+        with contextlib.suppress(WebSocketClosedError):
+            self.write_message(frame, binary=isinstance(frame, bytes))
 
     def request_kernel_info(self) -> Any:
         """jupyter_server's own question before it opens the websocket, on control.
