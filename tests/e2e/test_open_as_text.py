@@ -49,6 +49,18 @@ def saved_outputs(lab: Server, path: str) -> list[Any]:
     return [c.get("outputs") for c in notebook["cells"]]
 
 
+async def saved_with_output(lab: Server, path: str, text: str, timeout: float = 20) -> str:
+    """The file, once its first cell's first output reads ``text``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        on_disk = (lab.root / path).read_text()
+        outputs = json.loads(on_disk)["cells"][0]["outputs"]
+        if outputs and "".join(outputs[0].get("text", "")) == text:
+            return on_disk
+        assert asyncio.get_running_loop().time() < deadline, on_disk
+        await asyncio.sleep(0.1)
+
+
 async def test_open_with_editor_shows_the_json_and_keeps_the_notebook(lab: Server, pages: Pages):
     path, _ = write_notebook(lab.root, "as-text.ipynb", ["print('kept')", "40 + 2"])
     page = await pages.open_notebook(path)
@@ -56,9 +68,9 @@ async def test_open_with_editor_shows_the_json_and_keeps_the_notebook(lab: Serve
     await page.wait_for_function(
         "() => document.querySelector('.jp-Cell .jp-InputPrompt').innerText.trim() === '[1]:'"
     )
-    await asyncio.sleep(1.5)  # autosaved (0.5 s)
-    on_disk = (lab.root / path).read_text()
-    assert "".join(json.loads(on_disk)["cells"][0]["outputs"][0]["text"]) == "kept\n"
+    # Autosaved: 0.5 s after the change, or later when the last save took long (the
+    # next waits 19 times as long as the last took, store/autosave.py SAVE_SPACING).
+    on_disk = await saved_with_output(lab, path, "kept\n")
 
     await open_in_editor(page, path)
     text = await editor_source(page)
