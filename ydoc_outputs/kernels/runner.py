@@ -153,6 +153,9 @@ class KernelRunner:
         self._tasks: list[asyncio.Task[None]] = []
         #: While a batch is dispatched: the rooms of the cells it ended, to write once.
         self._ending: list[NotebookRoom] | None = None
+        #: The session id of the kernel's last message: what the server sends a page as
+        #: the kernel (kernels/websocket.py) carries it.
+        self.kernel_session: str | None = None
         #: The cell that runs now, and the one taken from the queue that waits to run.
         self._running: _Run | None = None
         #: The cells sent to the kernel behind the running one, in order (see _work).
@@ -296,6 +299,10 @@ class KernelRunner:
         # per room: a Run All's batch often ends several cells (see _end).
         ending: list[NotebookRoom] = []
         self._ending = ending
+        if batch:
+            session = batch[-1].get("header", {}).get("session")
+            if isinstance(session, str):
+                self.kernel_session = session
         try:
             await self._dispatch_messages(batch, ending)
         finally:

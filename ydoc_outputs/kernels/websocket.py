@@ -125,6 +125,8 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         #: channels (jupyter_server buffers the kernel's messages for its return), so
         #: ``channels`` does not tell.
         self._left = False
+        #: The header of the last kernel message this page was sent, as sent (unparsed).
+        self._last_header: Any = None
 
     # -- a page that connects mid-run ------------------------------------------------------
 
@@ -194,6 +196,14 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         if self._left:
             return
         msg = self.session.msg(msg_type, content, parent=parent)
+        # As the kernel would send it, with the kernel's session id. JupyterLab takes the
+        # session of each message it receives as the kernel's, and drops a message still
+        # queued for handling when a later one changed it: one from the server's own
+        # session, sent while the page handled a widget's comm_opens (Restart Kernel and
+        # Run All: cell 0 runs while the page reconnects), lost a model of it.
+        session = self._kernel_session()
+        if session is not None:
+            msg["header"]["session"] = session
         if self.subprotocol == V1:
             parts = [self.session.pack(msg[key]) for key in
                      ("header", "parent_header", "metadata", "content")]  # fmt: skip
@@ -208,6 +218,21 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         # The websocket may be closing before its on_close has told us (_left).
         with contextlib.suppress(WebSocketClosedError):
             self.write_message(frame, binary=isinstance(frame, bytes))
+
+    def _kernel_session(self) -> str | None:
+        """The session of the last kernel message sent to this page (sending the same
+        changes nothing there), else of the last one the server received."""
+        header = self._last_header
+        if header is not None:
+            with contextlib.suppress(Exception):
+                if not isinstance(header, dict):
+                    header = self.session.unpack(bytes(header))
+                session = header.get("session")
+                if isinstance(session, str) and session:
+                    return session
+        runner = self._runner()
+        session = runner.kernel_session if runner is not None else None
+        return session if isinstance(session, str) else None
 
     def request_kernel_info(self) -> Any:
         """jupyter_server's own question before it opens the websocket, on control.
@@ -359,6 +384,8 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
                 else:
                     self._flush(None)
                 return
+        with contextlib.suppress(Exception):
+            self._last_header = msg_list[0] if self.subprotocol == V1 else msg_list["header"]
         super()._on_zmq_reply(stream, msg_list)  # type: ignore[no-untyped-call]
 
     def _creation_reply(self, msg_list: Any) -> dict[str, Any] | None:
