@@ -39,6 +39,32 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 
+#: Records, in the page, each kernel message JupyterLab's kernel connection handles: its
+#: header's session, and whether it was dropped ("Canceling handling of old message":
+#: the connection takes each arriving message's session as the kernel's and drops a
+#: message still queued whose session no longer matches). Every connection of the page
+#: shares the prototype patched here.
+WATCH_DROPS = """() => {
+  if (window.__ydocHandled) return true;
+  const kernel = window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel;
+  if (!kernel) return false;
+  const proto = Object.getPrototypeOf(kernel);
+  const handle = proto._handleMessage;
+  if (typeof handle !== 'function') return false;
+  const handled = window.__ydocHandled = [];
+  proto._handleMessage = async function (msg) {
+    const entry = [msg.header.session, msg.header.msg_type, false];
+    handled.push(entry);
+    try {
+      return await handle.call(this, msg);
+    } catch (e) {
+      if (String(e?.message).startsWith('Canceling handling of old message')) entry[2] = true;
+      throw e;
+    }
+  };
+  return true;
+}"""
+
 #: Console messages of stock JupyterLab that are not errors of ours.
 BENIGN_CONSOLE = [
     re.compile(r"Failed to load resource: the server responded with a status of 404.*favicon"),
@@ -161,6 +187,9 @@ class Pages:
             context = await self.browser.new_context(viewport={"width": 1280, "height": 900})
             self.contexts.append(context)
         page = await context.new_page()
+        # On every load of the page (a reload too), as soon as the notebook has a kernel.
+        poll = f"const w = setInterval(() => {{ if (({WATCH_DROPS})()) clearInterval(w); }}, 20);"
+        await page.add_init_script(poll)
         page.on("console", lambda m: self._console(m.type, m.text))
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.pages.append(page)
@@ -181,6 +210,20 @@ class Pages:
         if wait_idle:
             await wait_kernel_idle(page)
         return page
+
+    async def dropped(self) -> list[str]:
+        """Kernel messages a page dropped although their kernel went on: a message of
+        the same session was handled after them. (A restart drops what the old kernel
+        still had queued, as in stock JupyterLab; that kernel sends nothing after.)"""
+        found = []
+        for page in self.pages:
+            if page.is_closed():
+                continue
+            handled = await page.evaluate("() => window.__ydocHandled || []")
+            for i, (session, msg_type, dropped) in enumerate(handled):
+                if dropped and any(s == session and not d for s, _, d in handled[i + 1 :]):
+                    found.append(f"{msg_type} of session {session}")
+        return found
 
     async def screenshots(self, name: str) -> None:
         RESULTS.mkdir(exist_ok=True)
@@ -207,12 +250,14 @@ async def pages(
     failed = report is None or report.failed
     try:
         dialogs = await p.dialogs()
-        if failed or dialogs or p.errors:
+        dropped = await p.dropped()
+        if failed or dialogs or p.errors or dropped:
             await p.screenshots(re.sub(r"[^\w.-]", "_", request.node.name))
     finally:
         for context in p.contexts:
             await context.close()
     assert not dialogs, f"error dialogs were shown: {dialogs}"
+    assert not dropped, f"the page dropped kernel messages: {dropped}"
     assert not p.errors, f"browser errors: {p.errors}"
 
 

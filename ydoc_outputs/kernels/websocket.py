@@ -65,6 +65,9 @@ V1 = "v1.kernel.websocket.jupyter.org"
 SUBSHELL_TIMEOUT = 5.0
 #: Seconds between two checks that a cell a late page was told of still runs.
 STATUS_CHECK = 0.5
+#: Seconds a page that connected mid-run waits for its first kernel message before it is
+#: told of the running cell anyway (what it is told carries that message's session).
+FIRST_MESSAGE_WAIT = 2.0
 
 
 def is_question(msg_type: str, header: dict[str, Any]) -> bool:
@@ -127,6 +130,8 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         self._left = False
         #: The header of the last kernel message this page was sent, as sent (unparsed).
         self._last_header: Any = None
+        #: The page is to be told of the running cell after its first kernel message.
+        self._telling = False
 
     # -- a page that connects mid-run ------------------------------------------------------
 
@@ -139,7 +144,19 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
     def _opened(self) -> None:
         if self.channels:
             _pages.setdefault(self.kernel_id, set()).add(self)
-        self._tell_what_runs()
+        if self._last_header is not None:
+            self._tell_what_runs()
+            return
+        # Not before the page has a message of the kernel (its kernel_info reply comes at
+        # once): then what it is told carries the session of the kernel that runs now,
+        # which after a restart the server may not have heard of yet.
+        self._telling = True
+        IOLoop.current().call_later(FIRST_MESSAGE_WAIT, self._tell_once)
+
+    def _tell_once(self) -> None:
+        if self._telling:
+            self._telling = False
+            self._tell_what_runs()
 
     def disconnect(self) -> Any:
         self._left = True
@@ -387,6 +404,8 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         with contextlib.suppress(Exception):
             self._last_header = msg_list[0] if self.subprotocol == V1 else msg_list["header"]
         super()._on_zmq_reply(stream, msg_list)  # type: ignore[no-untyped-call]
+        if self._telling:
+            self._tell_once()
 
     def _creation_reply(self, msg_list: Any) -> dict[str, Any] | None:
         """The content of the reply to our create_subshell_request, or None."""
