@@ -58,8 +58,9 @@ class YdocOutputsApp(ExtensionApp):
     autosave_delay = Float(
         1.0,
         config=True,
-        help="Seconds between a change of a document and its save to disk (for a big "
-        "notebook, at least 19 times as long as its last save took).",
+        help="Seconds from kernel output to the save of its document to disk, and from "
+        "the last of a run of other changes (typing) to theirs (for a big notebook, at "
+        "least 19 times as long as its last save took).",
     )
     run_order_grace = Float(
         0.5,

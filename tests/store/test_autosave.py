@@ -195,3 +195,37 @@ async def test_an_infinite_delay_saves_only_when_asked() -> None:
     assert disk.writes == 0
     assert await saver.save_now() is True
     assert disk.text == "1 + 1"
+
+
+async def test_typing_is_saved_once_it_pauses_and_output_while_it_streams() -> None:
+    """Edits are saved a delay after the last one (as jupyter_server_ydoc does): a save
+    while the user types moves the file's hash away from the page's, and a Ctrl+S just
+    after typing then shows JupyterLab's "File Changed" dialog. Kernel output is saved a
+    delay after it began, however long it streams."""
+    doc, disk, _ = opened()
+    saver = Autosaver(doc, disk.snapshot, disk.save, delay=0.5)
+    saver.start()
+    try:
+        for i in range(60):  # a keystroke every 10 ms for 0.6 s, more than the delay
+            edit(doc, str(i % 10))
+            await asyncio.sleep(0.01)
+        assert disk.writes == 0  # none while typing
+        for _ in range(500):
+            if disk.writes:
+                break
+            await asyncio.sleep(0.01)
+        assert disk.writes == 1 and disk.text == disk.render()
+    finally:
+        await saver.stop()
+
+    saver = Autosaver(doc, disk.snapshot, disk.save, delay=0.05)
+    saver.start()
+    try:
+        for i in range(40):  # output every 10 ms for 0.4 s
+            edit(doc, str(i % 10))
+            saver.mark_changed()
+            await asyncio.sleep(0.01)
+        assert disk.writes >= 3  # saved while it streamed
+    finally:
+        await saver.stop()
+    assert disk.text == disk.render()

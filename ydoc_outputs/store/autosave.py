@@ -1,11 +1,14 @@
 """Autosave: write a room's document to disk through the contents manager, with no browser.
 
-A change arms one timer; when it fires the current state is saved. Output that keeps
-streaming therefore reaches the disk every ``delay`` seconds, not only when it stops,
-or less often for a big notebook: a save costs about 14 ms of CPU per MB (validation,
-``nbformat.writes``, signing, hashing), so the next one waits :data:`SAVE_SPACING` times
-as long as the last one took. Nothing is at risk meanwhile: the update store keeps every
-change, and a room saves at once when it closes or a client asks.
+Kernel output arms one timer; when it fires the current state is saved. Output that
+keeps streaming therefore reaches the disk every ``delay`` seconds, not only when it
+stops. Any other change (a user's typing) is saved ``delay`` seconds after the last one,
+as jupyter_server_ydoc does, so that a Ctrl+S right after typing does not meet a save
+the page has not heard of yet. Saves come less often for a big notebook: a save costs
+about 14 ms of CPU per MB (validation, ``nbformat.writes``, signing, hashing), so the
+next one waits :data:`SAVE_SPACING` times as long as the last one took. Nothing is at
+risk meanwhile: the update store keeps every change, and a room saves at once when it
+closes or a client asks.
 
 A ``delay`` of ``inf`` (jupyter_server_ydoc's ``document_save_delay = None``) never
 saves on its own, not even when the room closes: the file is written only when a client
@@ -88,13 +91,23 @@ class Autosaver:
         if self._writing_state:
             return
         self._pending = True
-        if self._timer is None and not math.isinf(self._delay):
-            loop = asyncio.get_running_loop()
-            # The pause after the last save, known here, keeps the timer from firing
-            # (and a task from waiting its turn) once per delay while a slow save's
-            # pause lasts; _wait_for_turn covers a save still under way.
-            delay = max(self._delay, self._not_before - loop.time())
-            self._timer = loop.call_later(delay, self._fire)
+        if math.isinf(self._delay):
+            return
+        if self._timer is not None:
+            if self._content_changed:
+                return  # output is saved a delay after it began, however fast it comes
+            # Anything else (a user's typing) is saved a delay after it pauses, as
+            # jupyter_server_ydoc does. Each save moves the file's hash away from the one
+            # the page knows until it hears of the new one, and a Ctrl+S in that moment
+            # shows JupyterLab's "File Changed" dialog: saving while the user types made
+            # that likely for a Ctrl+S right after typing.
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        # The pause after the last save, known here, keeps the timer from firing (and a
+        # task from waiting its turn) once per delay while a slow save's pause lasts;
+        # _wait_for_turn covers a save still under way.
+        delay = max(self._delay, self._not_before - loop.time())
+        self._timer = loop.call_later(delay, self._fire)
 
     def mark_changed(self) -> None:
         """The last change is one the file must get (kernel output): the next save
