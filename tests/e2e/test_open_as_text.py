@@ -50,12 +50,14 @@ def saved_outputs(lab: Server, path: str) -> list[Any]:
 
 
 async def saved_with_output(lab: Server, path: str, text: str, timeout: float = 20) -> str:
-    """The file, once its first cell's first output reads ``text``."""
+    """The file, once its first cell has run: count 1, and its first output ``text``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         on_disk = (lab.root / path).read_text()
-        outputs = json.loads(on_disk)["cells"][0]["outputs"]
-        if outputs and "".join(outputs[0].get("text", "")) == text:
+        first = json.loads(on_disk)["cells"][0]
+        outputs = first["outputs"]
+        ran = first["execution_count"] == 1
+        if ran and outputs and "".join(outputs[0].get("text", "")) == text:
             return on_disk
         assert asyncio.get_running_loop().time() < deadline, on_disk
         await asyncio.sleep(0.1)
