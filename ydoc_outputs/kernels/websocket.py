@@ -216,8 +216,8 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
         # As the kernel would send it, with the kernel's session id. JupyterLab takes the
         # session of each message it receives as the kernel's, and drops a message still
         # queued for handling when a later one changed it: one from the server's own
-        # session, sent while the page handled a widget's comm_opens (Restart Kernel and
-        # Run All: cell 0 runs while the page reconnects), lost a model of it.
+        # session, arriving while the page still handled a widget's comm_opens, would
+        # lose the models they create.
         session = self._kernel_session()
         if session is not None:
             msg["header"]["session"] = session
@@ -401,8 +401,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
                 else:
                     self._flush(None)
                 return
-        with contextlib.suppress(Exception):
-            self._last_header = msg_list[0] if self.subprotocol == V1 else msg_list["header"]
+        self._last_header = msg_list[0] if self.subprotocol == V1 else msg_list.get("header")
         super()._on_zmq_reply(stream, msg_list)  # type: ignore[no-untyped-call]
         if self._telling:
             self._tell_once()
