@@ -155,7 +155,7 @@ async def test_a_page_that_leaves_mid_run_is_not_written_to(session: Session):
     its return), so the check that the cell it was told of still runs must stop on its
     own: writing the idle to the closed websocket raised in a loop callback."""
     root = session.server.root
-    path, [cell] = write_notebook(root, "leaves.ipynb", ["import time\ntime.sleep(2)"])
+    path, [cell] = write_notebook(root, "leaves.ipynb", ["import time\ntime.sleep(4)"])
     kernel, room, client = await session.prepare(path)
     assert (await session.execute(kernel, room, cell)).status_code == 202
     url = (
@@ -163,11 +163,13 @@ async def test_a_page_that_leaves_mid_run_is_not_written_to(session: Session):
         f"?session_id={uuid.uuid4().hex}&token={TOKEN}"
     )
     async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps(request("kernel_info_request", {})))  # as JupyterLab does
         busy = await answer_to(ws, None, "status", 5)
-        # jupyter_server's kernel_info_request has a busy and idle of its own.
+        # kernel_info_requests have a busy and idle of their own.
         while busy["parent_header"]["msg_type"] != "execute_request":
             busy = await answer_to(ws, None, "status", 5)
         assert busy["content"]["execution_state"] == "busy"
+        assert client.state(cell) == "running"  # it leaves mid-run
     while client.state(cell) == "running":
         await asyncio.sleep(0.05)
     await asyncio.sleep(3 * STATUS_CHECK)  # a check after the end would have written
