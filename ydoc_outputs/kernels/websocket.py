@@ -187,7 +187,7 @@ class QuestionsConnection(ZMQChannelsWebsocketConnection):
     def _tell_what_runs(self) -> None:
         runner = self._runner()
         msg_id = runner.running_msg_id if runner is not None else None
-        if msg_id is None or not self.channels:
+        if msg_id is None or self._left or not self.channels:
             return
         parent = {"msg_id": msg_id, "msg_type": "execute_request"}
         self._send_to_page("status", {"execution_state": "busy"}, parent, [])
